@@ -1,0 +1,7 @@
+"""``python -m geedl_plugin ...``: the command line runner over core."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
