@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core.errors import CancelledError, GeedlError
 from ..core.progress import Feedback, jsonl_feedback, text_feedback
 
 # modules under geedl_plugin.cli that define commands, in the order shown in --help
-COMMAND_MODULES = ("samples", "composite", "demo")
+COMMAND_MODULES = ("samples", "composite", "autolabel", "rasterize", "chips", "denoise", "train", "predict",
+                   "evaluate", "ee_predict", "reference", "regress", "demo")
 
 
 def feedback_from_args(args: argparse.Namespace, step: str) -> Feedback:
@@ -54,15 +56,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    _interrupt_on_terminate()
     try:
         result = args.func(args)
-    except CancelledError as exc:
-        _report_error(args, str(exc), "cancelled")
+    except (CancelledError, KeyboardInterrupt) as exc:
+        _report_error(args, str(exc) or CancelledError().args[0], "cancelled")
         return 3
     except GeedlError as exc:
         _report_error(args, str(exc), "error")
         return 2
     return int(result or 0)
+
+
+def _interrupt_on_terminate() -> None:
+    """Turn SIGTERM/SIGINT into KeyboardInterrupt, so a task's cancel still runs our cleanup.
+
+    A child of QGIS may inherit an ignored SIGINT; atomic outputs remove their partial files in
+    ``finally`` blocks, which only run when the signal becomes an exception.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(signum, interrupt)
+        except ValueError:  # not the main thread (e.g. main() called from a test thread)
+            pass
 
 
 def _report_error(args: argparse.Namespace, message: str, kind: str) -> None:

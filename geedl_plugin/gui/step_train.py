@@ -1,0 +1,209 @@
+"""Step 4, Train: the CLI runner trains in a subprocess while the loss is plotted live.
+
+Training imports torch, which never loads inside QGIS: the task starts ``<runner python> -m
+geedl_plugin train ... --progress jsonl`` (the interpreter is a setting) and each JSON line it
+prints updates the progress bar and the plot. Cancel ends the subprocess; the checkpoint of
+the last finished epoch stays beside the model. "Fast retrain" fine-tunes only the head of the
+current model on the corrected labels (seconds, not minutes: the human-in-the-loop step).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qgis.core import Qgis
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+)
+
+from .context import COMPOSITE, LABELS, MODEL, DockContext, Step
+from .plot import LinePlot
+from .tasks import RunnerTask
+from .widgets import MetricsTable, ProgressRow
+
+MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),
+          ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
+
+
+class TrainStep(Step):
+    title = "4. Train"
+
+    def __init__(self, ctx: DockContext, parent=None) -> None:
+        super().__init__(ctx, parent)
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.model = QComboBox()
+        for key, label in MODELS:
+            self.model.addItem(label, key)
+        form.addRow("Model", self.model)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        form.addRow("Epochs", self.epochs)
+        self.labels_info = QLabel("")
+        self.labels_info.setWordWrap(True)
+        form.addRow("Labels", self.labels_info)
+        self.classes = QLineEdit()
+        self.classes.setToolTip("The classes to learn, in order (comma separated); remove one to leave it "
+                                "out, or name an 'other' class below to gather the rest")
+        form.addRow("Classes", self.classes)
+        self.other_class = QLineEdit()
+        self.other_class.setPlaceholderText("optional: a class for every other labelled value, e.g. other")
+        form.addRow("Other class", self.other_class)
+        self.offered_classes = ""
+        self.restored_classes: str | None = None  # the class list saved in the project
+        val_row = QHBoxLayout()
+        self.validation = QComboBox()
+        self.validation.addItem("held-out spatial blocks", "blocks")
+        self.validation.addItem("none", "none")
+        self.val_fraction = QDoubleSpinBox()
+        self.val_fraction.setRange(0.05, 0.9)
+        self.val_fraction.setSingleStep(0.05)
+        self.val_fraction.setValue(0.25)
+        val_row.addWidget(self.validation, 1)
+        val_row.addWidget(self.val_fraction)
+        form.addRow("Validation", val_row)
+        self.augment = QCheckBox("Flips and rotations")
+        self.augment.setChecked(True)
+        form.addRow("Augment", self.augment)
+        self.layout_.addWidget(box)
+
+        self.train_row = ProgressRow("Train")
+        self.train_row.button.clicked.connect(lambda: self.train(fast=False))
+        self.layout_.addLayout(self.train_row)
+        self.retrain_button = QPushButton("Fast retrain on corrected labels")
+        self.retrain_button.setToolTip("Fine-tune only the head of the current model on the edited labels")
+        self.retrain_button.clicked.connect(lambda: self.train(fast=True))
+        self.layout_.addWidget(self.retrain_button)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.layout_.addWidget(self.status)
+        self.plot = LinePlot()
+        self.layout_.addWidget(self.plot)
+        self.metrics = MetricsTable()
+        self.metrics.setVisible(False)
+        self.layout_.addWidget(self.metrics)
+        self.form.update({"model": self.model, "epochs": self.epochs, "validation": self.validation,
+                          "classes": self.classes, "other_class": self.other_class,
+                          "val_fraction": self.val_fraction, "augment": self.augment})
+
+    def missing(self) -> str:
+        need = []
+        if not self.ctx.has(COMPOSITE):
+            need.append("a composite (step 2)")
+        if not self.ctx.has(LABELS):
+            need.append("labels (step 3)")
+        return " and ".join(need)
+
+    def refresh(self) -> None:
+        super().refresh()
+        labels = self.ctx.artifact(LABELS) or {}
+        self.labels_info.setText(f"{Path(labels['path']).name}, class field {labels.get('field', '')}"
+                                 if labels.get("path") else "none yet")
+        offered = ",".join(str(c) for c in labels.get("classes", []))
+        if offered != self.offered_classes:  # new labels: offer all their classes
+            self.offered_classes = offered
+            self.classes.setText(self.restored_classes if self.restored_classes is not None else offered)
+            self.restored_classes = None
+        ready = self.train_row.task is None and not self.missing() and not self.unavailable
+        self.train_row.button.setEnabled(ready)
+        self.retrain_button.setEnabled(ready and self.ctx.has(MODEL))
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def arguments(self, out: Path, fast: bool) -> list[str]:
+        composite = self.ctx.artifact(COMPOSITE)
+        labels = self.ctx.artifact(LABELS)
+        args = ["--model", self.model.currentData(), "--image", composite["path"],
+                "--labels", labels["path"], "--epochs", str(self.epochs.value()),
+                "--val-split", self.validation.currentData(),
+                "--val-fraction", f"{self.val_fraction.value():g}", "--out", str(out)]
+        if labels.get("field"):
+            args += ["--class-field", labels["field"]]
+        chosen = ",".join(c.strip() for c in self.classes.text().split(",") if c.strip())
+        if chosen and chosen != self.offered_classes:  # the analyst narrowed or reordered them
+            args += ["--classes", chosen]
+        if self.other_class.text().strip():
+            args += ["--other-class", self.other_class.text().strip()]
+        if not self.augment.isChecked():
+            args.append("--no-augment")
+        if fast:
+            args += ["--finetune-from", self.ctx.artifact(MODEL)["path"], "--head-only"]
+        return args
+
+    def train(self, fast: bool = False) -> None:
+        if self.missing():
+            self.ctx.error("train", f"Training needs {self.missing()}.")
+            return
+        name = "model-retrained.onnx" if fast else "model.onnx"
+        out = self.ctx.path(name)
+        if fast and Path(self.ctx.artifact(MODEL)["path"]) == out:
+            out = self.ctx.path("model-retrained-2.onnx")
+        task = RunnerTask("geedl: fast retrain" if fast else "geedl: train", "train",
+                          self.arguments(out, fast), python=self.ctx.settings().runner_python)
+        self.plot.clear()
+        self.metrics.setVisible(False)
+        self.status.setText("Starting the runner (loading torch) ...")
+        task.line.connect(self.on_line)
+        self.ctx.start_task(task, lambda result: self._trained(result, out), "train", on_end=self._ended)
+        self.train_row.attach(task)
+        self.retrain_button.setEnabled(False)
+
+    def on_line(self, line: Any) -> None:
+        """One JSON line of the runner: plot per-step loss and per-epoch validation scores."""
+        data = line.data
+        if line.message and line.type in ("progress", "message"):
+            self.status.setText(line.message)
+        if data.get("phase") == "train" and data.get("loss") is not None and data.get("batches"):
+            epoch = float(data.get("epoch", 1)) - 1 + float(data.get("batch", 0)) / float(data["batches"])
+            self.plot.add_point("train loss", epoch, data["loss"], unit_interval=False)
+        elif data.get("phase") == "epoch_end":
+            epoch = float(data.get("epoch", 0))
+            if data.get("val_loss") is not None:
+                self.plot.add_point("val loss", epoch, data["val_loss"], unit_interval=False)
+            val = data.get("val") or {}
+            if val.get("mean_iou") is not None:
+                self.plot.add_point("val mIoU", epoch, val["mean_iou"], unit_interval=True)
+            if val.get("overall_accuracy") is not None:
+                self.plot.add_point("val accuracy", epoch, val["overall_accuracy"], unit_interval=True)
+
+    def _trained(self, result: dict[str, Any], out: Path) -> None:
+        model_path = str(result.get("model") or out)
+        self.ctx.set_artifact(MODEL, {"path": model_path, "metrics_json": result.get("metrics_json")})
+        metrics = result.get("metrics") or {}
+        metrics_file = Path(str(result.get("metrics_json") or ""))
+        if metrics_file.is_file():  # the full per-class scores (a few kB)
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8")).get("validation") or metrics
+        if metrics:
+            self.metrics.show_metrics(metrics)
+            self.metrics.setVisible(True)
+        self.status.setText(f"Model written: {model_path} ({result.get('epochs_run', '?')} epochs, "
+                            f"{result.get('train_seconds', 0):.0f} s). {self.metrics.summary}")
+        self.ctx.info("train", f"Model ready: {Path(model_path).name}. Run it in step 5.", Qgis.Success)
+
+    def _ended(self) -> None:
+        self.train_row.done()
+        self.refresh()
+
+    def restore_form(self, values: dict[str, Any]) -> None:
+        super().restore_form(values)
+        self.restored_classes = values.get("classes")
+        self.offered_classes = ""
+
+    def dependencies_missing(self, names: set[str]) -> None:
+        if "torch" in names:
+            self.unavailable = ("torch is missing in the training Python: training is disabled. Set "
+                                "another interpreter in Settings or install torch (command at the top).")
+            self.status.setText(self.unavailable)
+            self.refresh()

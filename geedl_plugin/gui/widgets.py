@@ -1,0 +1,87 @@
+"""Small widgets the steps share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.PyQt.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+)
+
+
+class ProgressRow(QHBoxLayout):
+    """A run button, a progress bar and a cancel button bound to the current task."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.button = QPushButton(label)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 100)
+        self.bar.setValue(0)
+        self.bar.setTextVisible(True)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.addWidget(self.button)
+        self.addWidget(self.bar, 1)
+        self.addWidget(self.cancel)
+        self.task = None
+
+    def attach(self, task) -> None:
+        self.task = task
+        self.bar.setValue(0)
+        self.button.setEnabled(False)
+        self.cancel.setEnabled(True)
+        task.progressChanged.connect(lambda value: self.bar.setValue(int(value)))
+        self.cancel.clicked.connect(task.cancel)
+
+    def done(self) -> None:
+        if self.task is not None:
+            try:
+                self.cancel.clicked.disconnect(self.task.cancel)
+            except TypeError:
+                pass
+        self.task = None
+        self.button.setEnabled(True)
+        self.cancel.setEnabled(False)
+
+
+class MetricsTable(QTableWidget):
+    """Per-class scores (IoU, precision, recall, F1, support) and the overall figures.
+
+    Takes the full metrics dict of ``core.training.metrics.scores`` (``per_class``) or its
+    compact form (``iou`` / ``f1`` per class), whichever a command reports.
+    """
+
+    COLUMNS = ("iou", "precision", "recall", "f1", "support")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setHorizontalHeaderLabels(["IoU", "Precision", "Recall", "F1", "Pixels"])
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.setMaximumHeight(180)
+        self.summary = ""
+
+    def show_metrics(self, metrics: dict[str, Any]) -> None:
+        per_class = metrics.get("per_class")
+        if not per_class:
+            iou, f1 = metrics.get("iou", {}), metrics.get("f1", {})
+            names = sorted(set(iou) | set(f1))
+            per_class = {name: {"iou": iou.get(name), "f1": f1.get(name)} for name in names}
+        self.setRowCount(len(per_class))
+        self.setVerticalHeaderLabels(list(per_class))
+        for row, values in enumerate(per_class.values()):
+            for column, key in enumerate(self.COLUMNS):
+                value = values.get(key)
+                text = "" if value is None else (f"{value:,d}" if isinstance(value, int) else f"{value:.3f}")
+                self.setItem(row, column, QTableWidgetItem(text))
+        parts = [f"{label} {metrics[key]:.3f}" for key, label in
+                 (("overall_accuracy", "overall accuracy"), ("mean_iou", "mean IoU"),
+                  ("mean_f1", "mean F1"), ("kappa", "kappa")) if metrics.get(key) is not None]
+        self.summary = ", ".join(parts)
+        self.setToolTip(self.summary)

@@ -1,0 +1,1 @@
+"""One module per area; each lists its algorithm classes in ``ALGORITHMS``."""

@@ -1,0 +1,112 @@
+"""Dependency check, settings dialog, expression builder and the loss plot."""
+
+from __future__ import annotations
+
+import stat
+import sys
+
+from fixtures_gui import dock_fixture, gui_settings_fixture  # noqa: F401
+from qgis.core import QgsSettings
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QImage, QPainter
+
+from geedl_plugin.gui import dependencies
+from geedl_plugin.gui.expression_builder import ExpressionBuilder
+from geedl_plugin.gui.plot import LinePlot
+from geedl_plugin.gui.settings_dialog import SettingsDialog
+from geedl_plugin.gui.step_predict import PredictStep
+from geedl_plugin.gui.step_train import TrainStep
+from geedl_plugin.toolbelt.settings import PluginSettings
+
+
+def test_dependency_check_real_and_missing(tmp_path):
+    deps = {d.name: d for d in dependencies.check_all(sys.executable, timeout_s=60)}
+    assert deps["torch"].present and deps["torch"].version.startswith("2.")
+    assert deps["onnxruntime"].present and deps["earthengine-api"].present
+
+    deps = {d.name: d for d in dependencies.check_all(str(tmp_path / "no-python"), timeout_s=5)}
+    torch = deps["torch"]
+    assert not torch.present and "does not exist" in torch.detail
+    assert torch.install.startswith(str(tmp_path / "no-python") + " -m pip install torch==")
+    assert "training" in torch.disables
+
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nsleep 5\n")
+    slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
+    present, _, detail = dependencies.probe_runner(str(slow), timeout_s=0.5)
+    assert not present and "more than" in detail
+
+
+def test_dock_reports_missing_dependencies_and_disables_steps(qgis_iface, qgis_new_project, qtbot,
+                                                               gui_settings, monkeypatch, tmp_path):
+    from geedl_plugin.gui.dock import GeedlDock
+
+    gui_settings.runner_python = str(tmp_path / "no-python")
+    real = dependencies.find_in_process
+    monkeypatch.setattr(dependencies, "find_in_process",
+                        lambda module, dist: (False, "") if module == "onnxruntime" else real(module, dist))
+    dock = GeedlDock(qgis_iface)
+    qtbot.addWidget(dock)
+    qtbot.waitUntil(lambda: bool(dock.dependencies), timeout=30000)
+    text = dock.deps_label.text()
+    assert "torch" in text and "onnxruntime" in text and "pip install onnxruntime==" in text
+    train, predict = dock.step(TrainStep), dock.step(PredictStep)
+    assert "torch is missing" in train.status.text() and not train.train_row.button.isEnabled()
+    assert "onnxruntime is missing" in predict.model_info.text() and not predict.model_file.isEnabled()
+    dock.unload()
+
+
+def test_settings_dialog_saves_to_qgssettings(qgis_app, qtbot):
+    saved = PluginSettings.load()
+    try:
+        dialog = SettingsDialog(settings=PluginSettings(ee_project="old-project"))
+        qtbot.addWidget(dialog)
+        dialog.ee_project.setText("my-ee-project")
+        dialog.tile_size.setValue(256)
+        dialog.accept()
+        assert QgsSettings().value("geedl/ee_project") == "my-ee-project"
+        assert PluginSettings.load().tile_size == 256
+    finally:
+        saved.save()
+
+
+def test_expression_builder_inserts_and_validates(qgis_app, qtbot):
+    builder = ExpressionBuilder()
+    qtbot.addWidget(builder)
+    builder.set_bands(["B3", "B8", "B11", "NDVI"])
+    buttons = builder.buttons
+    assert buttons["&&"].text() == "&&&&", "shown as && (a single & would be a mnemonic)"
+    for label in ("NDVI", ">"):
+        qtbot.mouseClick(buttons[label], Qt.LeftButton)
+    assert not builder.valid and builder.message.text()  # "NDVI >" is incomplete: error shown inline
+    qtbot.keyClicks(builder.edit, "0.3 ")
+    qtbot.mouseClick(buttons["&&"], Qt.LeftButton)
+    qtbot.mouseClick(buttons["B11"], Qt.LeftButton)
+    qtbot.mouseClick(buttons["<"], Qt.LeftButton)
+    qtbot.keyClicks(builder.edit, "2000")
+    assert builder.text() == "NDVI > 0.3 && B11 < 2000"
+    assert builder.valid and "B11" in builder.message.text()
+    builder.setText("NDVI > 0.3 && B12 < 2000")
+    assert not builder.valid and "B12" in builder.message.text()
+    builder.setText("__import__('os')")
+    assert not builder.valid
+
+
+def test_line_plot_paints_series(qgis_app, qtbot):
+    plot = LinePlot()
+    qtbot.addWidget(plot)
+    plot.resize(320, 180)
+    for epoch, (loss, iou) in enumerate([(1.2, 0.2), (0.8, 0.45), (0.5, 0.6)], start=1):
+        plot.add_point("train loss", epoch, loss)
+        plot.add_point("val mIoU", epoch, iou)
+    plot.add_point("val mIoU", 4, float("nan"))  # ignored, not drawn
+    assert not plot.series["train loss"].unit_interval and plot.series["val mIoU"].unit_interval
+    assert len(plot.series["val mIoU"].points) == 3
+    image = QImage(320, 180, QImage.Format_ARGB32)
+    image.fill(0xFFFFFFFF)
+    painter = QPainter(image)
+    plot.render(painter)
+    painter.end()
+    blue = sum(1 for x in range(0, 320, 2) for y in range(0, 180, 2)
+               if image.pixelColor(x, y).blue() > 150 and image.pixelColor(x, y).red() < 80)
+    assert blue > 20, "the loss line is drawn"
