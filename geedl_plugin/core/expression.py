@@ -11,9 +11,10 @@ is allowed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping, Union
+from typing import Union
 
 import numpy as np
 
@@ -35,27 +36,27 @@ class Name:
 @dataclass(frozen=True)
 class Unary:
     op: str
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class Binary:
     op: str
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Ternary:
-    condition: "Node"
-    if_true: "Node"
-    if_false: "Node"
+    condition: Node
+    if_true: Node
+    if_false: Node
 
 
 @dataclass(frozen=True)
 class Call:
     func: str
-    args: tuple["Node", ...]
+    args: tuple[Node, ...]
 
 
 Node = Union[Num, Name, Unary, Binary, Ternary, Call]

@@ -90,7 +90,7 @@ class ModelMetadata:
         return {key: json.dumps(value) for key, value in data.items()}
 
     @classmethod
-    def from_props(cls, props: dict[str, str], source: str = "the model") -> "ModelMetadata":
+    def from_props(cls, props: dict[str, str], source: str = "the model") -> ModelMetadata:
         required = ["model_type", "architecture", "bands", "norm_mean", "norm_std"]
         missing = [key for key in required if key not in props]
         if missing:

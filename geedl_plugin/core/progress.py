@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .errors import CancelledError
 
@@ -43,7 +44,7 @@ class Feedback:
         if self.cancelled():
             raise CancelledError()
 
-    def sub(self, start: float, end: float) -> "Feedback":
+    def sub(self, start: float, end: float) -> Feedback:
         """A feedback mapping 0-100 of a sub-step onto start..end of this one."""
         span = end - start
 

@@ -86,7 +86,7 @@ class CompositeRecipe:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CompositeRecipe":
+    def from_dict(cls, data: dict[str, Any]) -> CompositeRecipe:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -94,7 +94,7 @@ class CompositeRecipe:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "CompositeRecipe":
+    def from_json(cls, text: str) -> CompositeRecipe:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

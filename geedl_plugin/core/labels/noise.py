@@ -160,6 +160,8 @@ def choose_features(
 
 def _torch():
     try:
+        # core.models sets OMP_WAIT_POLICY=PASSIVE, which must happen before torch loads
+        from .. import models  # noqa: F401, I001
         import torch
     except ImportError as exc:  # pragma: no cover - torch is a requirement
         raise GeedlError(

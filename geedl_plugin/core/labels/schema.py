@@ -198,7 +198,9 @@ def style_qml(legend: Legend) -> str:
         for i, c in enumerate(classes)
     )
     symbols = "".join(_fill_symbol(i, c.color) for i, c in enumerate(classes))
-    name_case = " ".join(f"WHEN {c.id} THEN '{c.name.replace(chr(39), chr(39) * 2)}'" for c in legend.classes)
+    # QGIS 3.22 parses only the searched form: CASE WHEN "class_id" = 1 THEN ... END
+    name_case = " ".join(f"WHEN \"class_id\" = {c.id} THEN '{c.name.replace(chr(39), chr(39) * 2)}'"
+                         for c in legend.classes)
     widgets = {
         "class_id": _value_map([(f"{c.id} {c.name}", str(c.id)) for c in legend.classes]),
         "source": _value_map([(s, s) for s in SOURCES]),
@@ -209,7 +211,7 @@ def style_qml(legend: Legend) -> str:
         for name in FIELD_NAMES
     )
     defaults = {
-        "class_name": (f'CASE "class_id" {name_case} ELSE "class_name" END', "1"),
+        "class_name": (f'CASE {name_case} ELSE "class_name" END', "1"),
         "source": ("'manual'", "0"),
         "created": ("format_date(now(), 'yyyy-MM-ddTHH:mm:ss')", "0"),
         "confidence": ("1", "0"),
