@@ -33,7 +33,7 @@ ALL_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10",
 CLASSES = ["water", "farm", "forest"]
 # per model: options that the study found to work (see the report in issue 5)
 STUDY_SETTINGS = {
-    "unet": {"model_options": {"depth": 3, "width": 16}, "chip_size": 64, "batch_size": 16},
+    "unet": {"model_options": {"depth": 3, "width": 16, "norm": "group"}, "chip_size": 48, "batch_size": 8},
     "pixelcnn": {"chip_size": 7, "batch_size": 256},
     "segnet": {"model_options": {"depth": 3, "width": 16}, "chip_size": 64, "batch_size": 16},
 }

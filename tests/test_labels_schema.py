@@ -68,12 +68,29 @@ def test_shapefile_export_keeps_fields_and_style(crop_soil_layer, tmp_path, qgis
     assert len(list(tmp_path.glob("labels.bak-*.dbf"))) == 1
 
 
-def test_style_follows_the_legend_names_and_colours():
+def test_style_follows_the_legend_names_and_colours(qgis_app):
     legend = Legend(
         [LegendClass(0, "other"), LegendClass(4, "rice paddy", "#123456"), LegendClass(9, "O'Brien's field")],
         background=0,
     )
     qml = style_qml(legend)
     assert 'value="4" label="rice paddy"' in qml and "18,52,86,255" in qml
-    assert "WHEN 9 THEN 'O''Brien''s field'" in qml  # quotes escaped in the class_name expression
+    # the class_name default must parse in QGIS 3.22 and follow class_id when it is edited
+    from xml.etree import ElementTree
+
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsFeature, QgsField, QgsFields
+    from qgis.PyQt.QtCore import QVariant
+
+    text = ElementTree.fromstring(qml).find(".//default[@field='class_name']").get("expression")
+    assert "WHEN \"class_id\" = 9 THEN 'O''Brien''s field'" in text  # quotes escaped
+    expression = QgsExpression(text)
+    assert not expression.hasParserError(), expression.parserErrorString()
+    fields = QgsFields()
+    fields.append(QgsField("class_id", QVariant.Int))
+    fields.append(QgsField("class_name", QVariant.String))
+    feature = QgsFeature(fields)
+    feature.setAttributes([9, "stale name"])
+    context = QgsExpressionContext()
+    context.setFeature(feature)
+    assert expression.evaluate(context) == "O'Brien's field"
     assert 'value="0" label="other"' not in qml  # the background is not drawn

@@ -14,8 +14,8 @@ from qgis.PyQt.QtWidgets import QAction, QDockWidget
 import geedl_plugin
 from geedl_plugin.processing.provider import ALGORITHM_MODULES, algorithm_classes
 
-EXPECTED_IDS = {"buildcomposite", "eecomposite", "eeexport", "trainmodel", "runmodel", "labelmask",
-                "polygonize", "rasterizelabels", "trainingchips", "denoiselabels",
+EXPECTED_IDS = {"buildcomposite", "eecomposite", "eeexport", "eepreview", "trainmodel", "runmodel",
+                "labelmask", "polygonize", "rasterizelabels", "trainingchips", "denoiselabels",
                 "referencelabels", "trainregression", "vectorizeprediction",
                 "evaluateprediction"}
 

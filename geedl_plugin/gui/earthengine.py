@@ -59,28 +59,11 @@ def preview_work(recipe: CompositeRecipe, request: EeRequest):
 
     def work(feedback: Feedback) -> dict[str, Any]:
         ensure_session(request.project)
-        feedback.progress(10, "querying scenes")
-        from ..core.earthengine.collections import scene_summary
-        from ..core.earthengine.compile import compile_recipe
-        from ..core.earthengine.preview import qgis_xyz_uri, tile_url, vis_for
+        from ..core.earthengine.preview import preview_composite
 
-        query = scene_query(request)
-        summary = scene_summary(query)
-        feedback.check_cancelled()
-        feedback.progress(50, "compiling the composite")
-        compiled = compile_recipe(recipe, query)
-        names = compiled.band_names
-        if all(b in names for b in ("B11", "B8", "B3")):
-            kind = "false_colour"
-        elif all(b in names for b in ("B4", "B3", "B2")):
-            kind = "true_colour"
-        else:
-            kind = f"band:{names[0]}"
-        vis = vis_for(kind, names)
-        url, serialized = tile_url(compiled.image, vis)
-        feedback.progress(100, "map id received")
-        return {"uri": qgis_xyz_uri(url), "serialized": serialized, "summary": summary,
-                "vis": kind}
+        layer = preview_composite(recipe, scene_query(request), feedback)
+        return {"uri": layer.uri, "serialized": layer.serialized, "summary": layer.summary,
+                "vis": layer.vis_kind}
 
     return work
 

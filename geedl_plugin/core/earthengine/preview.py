@@ -14,7 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import GeedlError
+from ..progress import Feedback
+from ..recipe import CompositeRecipe
 from .connection import load_ee, translate_error
+from .query import SceneQuery
 
 ee = load_ee()
 
@@ -117,3 +120,45 @@ def rebuild_tile_url(serialized: str) -> str:
 def qgis_xyz_uri(url: str, zmin: int = 0, zmax: int = 20) -> str:
     """The data source string of a QGIS XYZ layer for ``url`` (braces kept for QGIS)."""
     return f"type=xyz&url={quote(url, safe=':/{}')}&zmin={int(zmin)}&zmax={int(zmax)}"
+
+
+@dataclass
+class PreviewLayer:
+    """What a preview layer needs: the QGIS XYZ source, the serialized form to store in the
+    project (for fresh tokens on reopen), the scene summary, and the visualisation chosen."""
+
+    uri: str
+    serialized: str
+    summary: dict[str, Any]
+    vis_kind: str
+    band_names: list[str]
+
+
+def preview_kind(band_names: list[str]) -> str:
+    """False colour when the bands allow it (document 000), else true colour, else the first band."""
+    if all(b in band_names for b in ("B11", "B8", "B3")):
+        return "false_colour"
+    if all(b in band_names for b in ("B4", "B3", "B2")):
+        return "true_colour"
+    return f"band:{band_names[0]}"
+
+
+def preview_composite(recipe: CompositeRecipe, query: SceneQuery, feedback: Feedback) -> PreviewLayer:
+    """Scene summary, compiled composite and a map id, as one layer description.
+
+    Shared by the dock and the ``eepreview`` Processing algorithm; needs an initialised session.
+    """
+    from .collections import scene_summary
+    from .compile import compile_recipe
+
+    feedback.progress(10, "querying scenes")
+    summary = scene_summary(query)
+    feedback.check_cancelled()
+    feedback.progress(50, "compiling the composite")
+    compiled = compile_recipe(recipe, query)
+    names = list(compiled.band_names)
+    kind = preview_kind(names)
+    url, serialized = tile_url(compiled.image, vis_for(kind, names))
+    feedback.progress(100, "map id received")
+    return PreviewLayer(uri=qgis_xyz_uri(url), serialized=serialized, summary=summary, vis_kind=kind,
+                        band_names=names)

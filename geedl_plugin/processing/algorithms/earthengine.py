@@ -1,9 +1,10 @@
-"""Processing: Earth Engine composites (download or dry run) and batch exports.
+"""Processing: Earth Engine composites (download or dry run), batch exports and preview layers.
 
 Both run ``python -m geedl_plugin composite --source gee`` (core.earthengine.cli_support) in
 the runner Python, so long downloads never block QGIS, cancel really stops the requests, and
 the same code path as the command line is used. ``Dry run`` needs no account or network: it
-returns the scene query and the serialized expression graph.
+returns the scene query and the serialized expression graph. The preview layer runs in QGIS
+itself (a scene query and one map id, no download): it only adds an XYZ layer to the project.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProcessingOutputRasterLayer,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
+    QgsRasterLayer,
 )
 
 from ...core.earthengine.catalog import CLOUD_MASKS, COLLECTIONS, DEFAULT_CS_THRESHOLD
@@ -27,7 +30,7 @@ from ...core.earthengine.tiling import DEFAULT_TILE_SIZE
 from ...core.errors import GeedlError
 from ...core.progress import Feedback
 from ...core.recipe import DEFAULT_BANDS, OUTPUT_DTYPES, REDUCERS
-from ..base import CliAlgorithm, crs_text
+from ..base import CliAlgorithm, command_parser, crs_text
 from ..params import add_region_parameters, enum_parameter, enum_value, region_cli_args
 
 EXPORT_DESTINATIONS = ("drive", "gcs", "asset")
@@ -210,4 +213,63 @@ class EarthEngineExportAlgorithm(_EarthEngineBase):
         return {self.RESULT: json.dumps(result, default=str)}
 
 
-ALGORITHMS = [EarthEngineCompositeAlgorithm, EarthEngineExportAlgorithm]
+# the key under which the dock stores a preview's serialized ee object (gui.layers.EE_OBJECT_PROPERTY),
+# so the dock gives layers added here fresh tile URLs when the project is reopened
+EE_OBJECT_PROPERTY = "geedl/ee_object"
+
+
+class EarthEnginePreviewAlgorithm(_EarthEngineBase):
+    ALG_ID = "eepreview"
+    DISPLAY_NAME = "Earth Engine preview layer"
+    HELP = (
+        "Adds the composite recipe, computed by Google Earth Engine over the region and dates, to the "
+        "map as an XYZ tile layer (false colour B11/B8/B3 when those bands are in the recipe, else true "
+        "colour or the first band). Nothing is downloaded. The layer keeps the Earth Engine expression, "
+        "so geedl's dock renews its map token when the project is reopened. Returns the layer, its "
+        "tile URI and the scene summary (count and dates) as JSON. Pixel size, CRS, data type and "
+        "time step are not used by the preview."
+    )
+
+    LAYER_NAME = "LAYER_NAME"
+    OUTPUT = "OUTPUT"
+    URI = "URI"
+    SUMMARY = "SUMMARY"
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_recipe_parameters()
+        self.addParameter(QgsProcessingParameterString(self.LAYER_NAME, "Layer name", optional=True))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT, "Preview layer"))
+        self.addOutput(QgsProcessingOutputString(self.URI, "XYZ layer source"))
+        self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Scene summary (JSON)"))
+
+    def run_core(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                 feedback: QgsProcessingFeedback, core: Feedback) -> dict[str, Any]:
+        # the same parameters -> recipe/query path as the composite command (one source of truth)
+        from ...core.earthengine.cli_support import query_from_args, recipe_from_args, region_from_args
+        from ...core.earthengine.connection import initialize, is_initialized, resolve_project
+        from ...core.earthengine.preview import preview_composite
+
+        # --out is required by the command; the preview writes no file
+        args = command_parser("composite").parse_args(
+            [*self.recipe_args(parameters, context, feedback), "--out", "eepreview.tif"])
+        recipe = recipe_from_args(args)
+        query = query_from_args(args, region_from_args(args))
+        query.spec.check_bands(recipe.required_bands)
+        if not is_initialized():
+            core.progress(0, "connecting to Earth Engine")
+            initialize(resolve_project(args.project))
+        layer = preview_composite(recipe, query, core)
+        name = (self.parameterAsString(parameters, self.LAYER_NAME, context).strip()
+                or f"Earth Engine composite ({layer.vis_kind})")
+        raster = QgsRasterLayer(layer.uri, name, "wms")
+        if not raster.isValid():
+            raise GeedlError(f"QGIS could not open the Earth Engine tile layer {layer.uri!r}.")
+        raster.setCustomProperty(EE_OBJECT_PROPERTY, layer.serialized)
+        context.temporaryLayerStore().addMapLayer(raster)
+        context.addLayerToLoadOnCompletion(raster.id(), QgsProcessingContext.LayerDetails(
+            name, context.project(), self.OUTPUT))
+        summary = json.dumps(layer.summary, default=str)
+        return {self.OUTPUT: raster.id(), self.URI: layer.uri, self.SUMMARY: summary, self.RESULT: summary}
+
+
+ALGORITHMS = [EarthEngineCompositeAlgorithm, EarthEngineExportAlgorithm, EarthEnginePreviewAlgorithm]
