@@ -33,7 +33,7 @@ ALL_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10",
 CLASSES = ["water", "farm", "forest"]
 # per model: options that the study found to work (see the report in issue 5)
 STUDY_SETTINGS = {
-    "unet": {"model_options": {"depth": 3, "width": 16, "norm": "group"}, "chip_size": 48, "batch_size": 8},
+    "unet": {"model_options": {"depth": 3, "width": 16}, "chip_size": 48, "batch_size": 8},
     "pixelcnn": {"chip_size": 7, "batch_size": 256},
     "segnet": {"model_options": {"depth": 3, "width": 16}, "chip_size": 64, "batch_size": 16},
 }
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--depth", type=int, default=None, help="U-Net/SegNet depth override")
     parser.add_argument("--width", type=int, default=None, help="U-Net/SegNet width override")
+    parser.add_argument("--dropout", type=float, default=None, help="U-Net dropout at the bottleneck")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in (("depth", args.depth), ("width", args.width)):
             if value is not None and name in ("unet", "segnet"):
                 options.setdefault("model_options", {})[key] = value
+        if args.dropout is not None and name == "unet":
+            options.setdefault("model_options", {})["dropout"] = args.dropout
         settings = TrainSettings(
             model=name,
             epochs=args.epochs,

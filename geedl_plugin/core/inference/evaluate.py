@@ -315,7 +315,7 @@ def evaluate(params: EvaluateParams, feedback: Feedback | None = None) -> Evalua
         )
     else:
         error_legend = Legend([LegendClass(0, "correct", "#d9d9d9"), LegendClass(1, "wrong", "#e31a1c")])
-    windows = list(iter_windows(prediction.RasterXSize, prediction.RasterYSize, prediction.RasterXSize, 512))
+    windows = list(iter_windows(prediction.RasterXSize, prediction.RasterYSize, 2048, 512))
     try:
         with atomic_path(result_errors) if result_errors is not None else contextlib.nullcontext() as tmp:
             if tmp is not None:

@@ -18,6 +18,7 @@ already at the model's resolution in a projected CRS is read directly, window by
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -73,9 +74,25 @@ class PreparedSource:
     #: /vsimem files to unlink when done
     temporaries: list[str] = field(default_factory=list)
 
+    #: what to open for a thread's own handle (the image, or the warped VRT in /vsimem)
+    path: str = ""
+    _owner: int = field(default_factory=threading.get_ident, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def handle(self) -> gdal.Dataset:
+        """The dataset for the calling thread: GDAL datasets must not be read from two threads at
+        once, so every thread but the one that opened the source gets its own (the block cache
+        is shared)."""
+        if threading.get_ident() == self._owner or not self.path:
+            return self.dataset
+        dataset = getattr(self._local, "dataset", None)
+        if dataset is None:
+            dataset = self._local.dataset = gdal.Open(self.path)
+        return dataset
+
     def read(self, xoff: int, yoff: int, xsize: int, ysize: int) -> np.ndarray:
         """Channels x rows x cols float32 of a window of the work grid (inside the grid)."""
-        data = self.dataset.ReadAsArray(
+        data = self.handle().ReadAsArray(
             self.xoff + xoff, self.yoff + yoff, xsize, ysize, band_list=self.band_list
         )
         data = np.asarray(data)
@@ -85,7 +102,7 @@ class PreparedSource:
 
     def read_into(self, xoff: int, yoff: int, out: np.ndarray) -> None:
         """Read a window straight into ``out`` (channels x rows x cols, float32, contiguous)."""
-        self.dataset.ReadAsArray(
+        self.handle().ReadAsArray(
             self.xoff + xoff,
             self.yoff + yoff,
             out.shape[2],
@@ -96,6 +113,7 @@ class PreparedSource:
 
     def close(self) -> None:
         self.dataset = None
+        self._local = threading.local()
         for path in self.temporaries:
             try:
                 gdal.Unlink(path)
@@ -258,7 +276,9 @@ def prepare_source(
                     "resampling on read and writing back on the input grid."
                 )
 
-    prepared = PreparedSource(dataset, band_list, nodata, xoff, yoff, output, output, False, notes=notes)
+    prepared = PreparedSource(
+        dataset, band_list, nodata, xoff, yoff, output, output, False, notes=notes, path=str(image)
+    )
     if region is not None and srs is not None:
         prepared.region_geometry = region.in_crs(srs)
     if not needs_warp:
@@ -302,6 +322,7 @@ def prepare_source(
     prepared.work = work
     prepared.resampled = True
     prepared.temporaries = [warped, subset]
+    prepared.path = warped
     if region is not None:
         prepared.region_geometry = region.in_crs(work_srs)
     return prepared

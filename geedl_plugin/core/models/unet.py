@@ -28,12 +28,10 @@ from ..errors import GeedlError
 from .base import GeedlModel, conv_bn_relu, pad_to_multiple
 
 
-def double_conv(
-    in_channels: int, out_channels: int, dropout: float = 0.0, norm: str = "batch"
-) -> nn.Sequential:
+def double_conv(in_channels: int, out_channels: int, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = [
-        conv_bn_relu(in_channels, out_channels, norm=norm),
-        conv_bn_relu(out_channels, out_channels, norm=norm),
+        conv_bn_relu(in_channels, out_channels),
+        conv_bn_relu(out_channels, out_channels),
     ]
     if dropout > 0:
         layers.append(nn.Dropout2d(dropout))
@@ -43,13 +41,13 @@ def double_conv(
 class UNetEncoder(nn.Module):
     """The contracting path; kept as one module so it can be loaded and frozen as a unit."""
 
-    def __init__(self, in_channels: int, depth: int, width: int, dropout: float, norm: str = "batch") -> None:
+    def __init__(self, in_channels: int, depth: int, width: int, dropout: float) -> None:
         super().__init__()
         channels = [width * 2**i for i in range(depth + 1)]
         self.blocks = nn.ModuleList()
         previous = in_channels
         for level, out in enumerate(channels):
-            self.blocks.append(double_conv(previous, out, dropout if level == depth else 0.0, norm))
+            self.blocks.append(double_conv(previous, out, dropout if level == depth else 0.0))
             previous = out
         self.pool = nn.MaxPool2d(2)
 
@@ -74,22 +72,21 @@ class UNet(GeedlModel):
         depth: int = 4,
         width: int = 32,
         dropout: float = 0.0,
-        norm: str = "batch",
     ) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise GeedlError(f"U-Net depth ({depth}) and width ({width}) must be at least 1.")
-        self.config = {"depth": int(depth), "width": int(width), "dropout": float(dropout), "norm": norm}
+        self.config = {"depth": int(depth), "width": int(width), "dropout": float(dropout)}
         self.in_channels = int(in_channels)
         self.n_classes = int(n_classes)
         self.depth = int(depth)
-        self.encoder = UNetEncoder(in_channels, depth, width, dropout, norm)
+        self.encoder = UNetEncoder(in_channels, depth, width, dropout)
         channels = [width * 2**i for i in range(depth + 1)]
         self.ups = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for level in reversed(range(depth)):
             self.ups.append(nn.ConvTranspose2d(channels[level + 1], channels[level], 2, stride=2))
-            self.decoder.append(double_conv(2 * channels[level], channels[level], norm=norm))
+            self.decoder.append(double_conv(2 * channels[level], channels[level]))
         self.classifier = nn.Conv2d(width, n_classes, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -208,6 +208,36 @@ def evaluate(
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(
+    model: GeedlModel, sampler: ChipSampler, batch_size: int, device: str, batches: int = 12
+) -> None:
+    """Recompute batch-norm statistics for the current weights ("precise BN").
+
+    The running averages collected during training mix statistics of older weights and, with
+    small batches of very different chips (a lake, a field, a cloud), swing from batch to
+    batch; validation scores then jumped by 0.2 IoU between epochs on the Brandenburg scene.
+    A cumulative average over a dozen fresh batches with the weights fixed is stable and costs
+    a fraction of an epoch. Frozen (pretrained, eval-mode) layers keep their statistics.
+    """
+    layers = [
+        m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    if not layers:
+        return
+    saved = [m.momentum for m in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative moving average
+    try:
+        for _ in range(batches):
+            x, _y = sampler.batch(batch_size)
+            model(torch.from_numpy(x).to(device))
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+
+
+@torch.no_grad()
 def collect_features(
     model: GeedlModel, image: np.ndarray, pixels: np.ndarray, tile: int, device: str
 ) -> np.ndarray:
@@ -270,9 +300,10 @@ class Trainer:
     def _backup_previous(self) -> None:
         """Copy a model (and its checkpoint) from an earlier run aside before this run replaces
         them: a retrained model must never silently destroy the one it was made from."""
-        resuming = self.settings.resume is not None and Path(self.settings.resume).resolve() == Path(
-            self.outputs.checkpoint
-        ).resolve()
+        resuming = (
+            self.settings.resume is not None
+            and Path(self.settings.resume).resolve() == Path(self.outputs.checkpoint).resolve()
+        )
         for path in (self.outputs.model, None if resuming else self.outputs.checkpoint):
             if path is not None and Path(path).exists():
                 saved = backup(path)
@@ -488,10 +519,14 @@ class Trainer:
         s = self.settings
         if s.samples_per_epoch:
             samples = int(s.samples_per_epoch)
-        else:  # about every training pixel once per epoch, within sensible bounds
+        else:
+            # every labelled training pixel about twice per epoch, and 32 to 200 optimiser steps:
+            # fewer made the U-Net's epochs too short to learn between two validations
             out_side = max(1, sampler.chip - 2 * sampler.margin)
             samples = int(
-                np.clip(sampler.training_pixels / out_side**2, 8 * s.effective_batch, 200 * s.effective_batch)
+                np.clip(
+                    2 * sampler.training_pixels / out_side**2, 32 * s.effective_batch, 200 * s.effective_batch
+                )
             )
         return max(1, math.ceil(samples / s.effective_batch))
 
@@ -615,8 +650,9 @@ class Trainer:
                         f"loss {running / max(1, count):.4f}",
                     }
                 )
-            train_time += time.monotonic() - started
             self.feedback.check_cancelled()
+            recalibrate_batchnorm(model, sampler, batch_size, device)
+            train_time += time.monotonic() - started
             train_loss = running / max(1, count)
             entry: dict[str, Any] = {
                 "epoch": epoch,
