@@ -191,52 +191,32 @@ def _finish(args: argparse.Namespace, table: Any, payload: dict[str, Any], feedb
 
 
 def _run_local(args: argparse.Namespace, table: Any, target: Any, feedback: Any) -> int:
-    from ..core.reference.legends import PRODUCTS
-    from ..core.reference.local import reference_labels
-    from ..core.reference.output import write_label_raster
+    from ..core.reference.run import ReferenceJob, run_local_reference
 
-    product = args.legend_product
-    if product is None and not table.field and table.source in PRODUCTS:
-        product = table.source
-    result = reference_labels(
-        args.source,
-        target,
+    job = ReferenceJob(
+        "local",
+        target.path,
+        args.out_mask,
         table,
-        product=product,
+        source=args.source,
+        legend_product=args.legend_product,
         field_name=args.field,
+        layer=args.layer,
         band=args.band,
         nodata=args.nodata,
         inward_buffer_m=args.inward_buffer,
-        layer=args.layer,
-        feedback=feedback,
     )
-    write_label_raster(args.out_mask, result.labels, target, table, result.source)
-    payload = {"mask": args.out_mask, **result.summary()}
+    outcome = run_local_reference(job, feedback)
+    payload = {"mask": args.out_mask, **outcome.details}
     _finish(args, table, payload, feedback)
     emit_result(args, payload)
     return 0
 
 
 def _request(args: argparse.Namespace, table: Any, target: Any) -> Any:
-    from ..core.earthengine.reference import ReferenceRequest, check_extent, grid_of
-    from ..core.reference.legends import product_spec
+    from ..core.reference.run import reference_request
 
-    spec = product_spec(args.product)
-    start, end = args.start, args.end
-    if spec.temporal == "per_scene" and not (start and end):
-        start, end = target.dates()
-    request = ReferenceRequest(
-        spec,
-        table,
-        grid_of(target),
-        target.lonlat_region(),
-        year=args.year,
-        start=start,
-        end=end,
-        threshold=args.threshold,
-    )
-    check_extent(request, target.lonlat_bounds())
-    return request
+    return reference_request(args.product, table, target, args.year, args.start, args.end, args.threshold)
 
 
 def _run_ee(args: argparse.Namespace, table: Any, target: Any, feedback: Any) -> int:

@@ -4,7 +4,9 @@ Rules are starting points, not truth (the crop rule of document 000 marks green 
 forest included): thresholds and the expression are editable, the mask is previewed as a layer
 before polygons are made, and the label layer opens for editing with a class dropdown (the
 value map in the label style). Existing polygons (e.g. OpenStreetMap land use) can be used as
-labels instead, with any field as the class.
+labels instead, with any field as the class, and so can a reference map (CORINE, CDL, ... or a
+local class raster / polygon layer) through a remap table (:mod:`.reference_box`): its label
+raster becomes the mask that "Make polygons" turns into label polygons.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from . import layers
 from .context import CHIPS, COMPOSITE, LABELS, MASK, DockContext, Step
 from .expression_builder import ExpressionBuilder
 from .forms import set_widget_value, widget_value
+from .reference_box import ReferenceBox
 from .styles import apply_qml, set_class_dropdown, style_paletted
 from .widgets import ProgressRow
 
@@ -90,9 +93,11 @@ class LabelsStep(Step):
         super().__init__(ctx, parent)
         self.layout_.addWidget(self._rule_box())
         self.layout_.addWidget(self._existing_box())
-        self.layout_.addWidget(self._edit_box())
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.reference_box = ReferenceBox(ctx, self.status)
+        self.layout_.addWidget(self.reference_box)
+        self.layout_.addWidget(self._edit_box())
         self.layout_.addWidget(self.status)
 
     # -- form ----------------------------------------------------------------------------------
@@ -196,13 +201,14 @@ class LabelsStep(Step):
         self.ctx.start("export chips", lambda fb: run_chips(job, fb), done, "chips")
 
     def form_state(self) -> dict[str, Any]:
-        return {**super().form_state(), "params": self.saved_params}
+        return {**super().form_state(), "params": self.saved_params, "reference": self.reference_box.state()}
 
     def restore_form(self, values: dict[str, Any]) -> None:
         params = values.get("params")
         self.saved_params = dict(params) if isinstance(params, dict) else {}
-        super().restore_form({k: v for k, v in values.items() if k != "params"})
+        super().restore_form({k: v for k, v in values.items() if k not in ("params", "reference")})
         self._rule_changed()
+        self.reference_box.restore(values.get("reference") or {})
 
     def rule_params(self) -> dict[str, Any]:
         return {name: widget_value(widget) for name, widget in self.param_widgets.items()}
@@ -274,6 +280,7 @@ class LabelsStep(Step):
         composite = self.ctx.artifact(COMPOSITE) or {}
         if composite.get("bands") and self.builder.bands != composite["bands"]:
             self.builder.set_bands(composite["bands"])
+        self.reference_box.refresh_products()
         layer = self.label_layer()
         for button in (self.edit_button, self.export_button):
             button.setEnabled(layer is not None)
@@ -326,7 +333,8 @@ class LabelsStep(Step):
             self.ctx.error("labels", "Preview a mask first: polygons are made from it.")
             return
         job = PolygonizeParams(mask=mask["path"], out_vector=self.ctx.path("labels.gpkg"),
-                               min_area_m2=self.min_area.value())
+                               min_area_m2=self.min_area.value(),
+                               rule=mask.get("rule") if mask.get("reference") else None)
         self.status.setText("Making polygons ...")
         task = self.ctx.start("label polygons", lambda fb: run_polygonize(job, fb), self._polygons_ready,
                               "labels", on_end=self.polygons_row.done)
