@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"U-Net (depth {unet['model_options']['depth']}, width {unet['model_options']['width']}): "
-        f"{unet_rate:.1f} chips/s of 64 x 64 px = {unet_px:,.0f} px/s"
+        f"{unet_rate:.1f} chips/s of {unet['chip_size']} x {unet['chip_size']} px = {unet_px:,.0f} px/s"
     )
     print(f"pixel CNN (document 001): {pixel_rate:.0f} windows/s of 7 x 7 px = {pixel_px:,.0f} px/s")
 
@@ -143,13 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - started > limit:
             raise Stop
 
-    settings = TrainSettings(
-        model="unet",
-        epochs=args.epochs,
-        patience=args.epochs,
-        threads=args.threads,
-        **{k: v for k, v in unet.items()},
-    )
+    options = {**unet, "epochs": args.epochs, "patience": args.epochs}
+    settings = TrainSettings(model="unet", threads=args.threads, **options)
     try:
         train_on_data(data, settings, out / "bench_unet.onnx", on_record=watch)
     except Stop:

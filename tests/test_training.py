@@ -229,16 +229,18 @@ def test_temporal_model_beats_the_majority_baseline_on_held_out_pixels(tmp_path)
     data = time_series_data(
         series, fmask, 5, names, {0: 0, 1: 0, 2: 1, 3: 2, 4: 3}, ["B3", "B4", "B5"], gt, wkt, step=6
     )
+    # balanced sampling trades overall accuracy for rare-class recall (0.59-0.81 over seeds 0-4 at 3
+    # epochs, one seed barely above the baseline); the default balancing and 6 epochs gave 0.79-0.85
+    # against baselines of 0.57-0.59 on seeds 0-4, 18 s for all five
     settings = TrainSettings(
         model="temporal",
-        epochs=3,
+        epochs=6,
         block_size=12,
         samples_per_epoch=512,
         learning_rate=3e-3,
         threads=2,
         device="cpu",
         model_options={"width": 16},
-        balance="sampling",
     )
     result = train_on_data(data, settings, tmp_path / "temporal.onnx")
     matrix = np.array(result.metrics["confusion_matrix"])
@@ -380,3 +382,32 @@ def test_chips_manifest(scene, tmp_path):
         data, quick("unet", epochs=1, samples_per_epoch=16, block_size=64), tmp_path / "m.onnx"
     )
     assert result.outputs.model.is_file() and result.metrics["pixels"] > 0
+
+
+def test_chips_exported_by_the_labels_step_keep_their_split(scene, tmp_path):
+    """The labels step's chips export (manifest.json) trains directly, validating on the chips
+    that export held out by spatial blocks."""
+    from geedl_plugin.core.labels.chips import ChipsParams, run_chips
+
+    image, labels, _ = scene
+    exported = run_chips(
+        ChipsParams(
+            image=image,
+            labels=labels,
+            out_dir=tmp_path / "chips",
+            chip_size=64,
+            overlap=0,
+            block_size=128,
+            val_fraction=0.25,
+        )
+    )
+    data = load_training_data(None, exported.manifest)
+    manifest = json.loads(exported.manifest.read_text())
+    assert data.preset_val == [c["split"] == "val" for c in manifest["chips"]]
+    assert sum(data.preset_val) == exported.val > 0
+    result = train_on_data(data, quick("pixelcnn", epochs=1, samples_per_epoch=256), tmp_path / "m.onnx")
+    report = json.loads(result.outputs.metrics.read_text())
+    val_pixels = sum(
+        int((s.label[...] != IGNORE_INDEX).sum()) for s, v in zip(data.scenes, data.preset_val) if v
+    )
+    assert report["validation"]["pixels"] == val_pixels

@@ -77,6 +77,9 @@ class TrainingData:
     source: dict[str, Any] = field(default_factory=dict)
     #: the label id of each class (model channel); None: 0..K-1
     class_ids: list[int] | None = None
+    #: per scene, True when it is a validation chip chosen upstream (chips manifest); None: the
+    #: trainer makes its own spatial block split
+    preset_val: list[bool] | None = None
 
     @property
     def n_classes(self) -> int:

@@ -4,8 +4,10 @@ A manifest is JSON with a list of chips (``chips``, or ``items``), each naming a
 chip and its label chip (keys ``image``/``image_path`` and ``label``/``label_path``/``mask``),
 relative to the manifest's folder or absolute, plus the legend (``legend``: the labels step's
 ``{"classes": [{"id", "name", "color"}]}``, or ``classes``: a list of names). Every chip becomes
-one :class:`~.data.Scene` with its own georeference, so the spatial block split groups chips by
-where they lie on the map: chips in the same block are held out together.
+one :class:`~.data.Scene` with its own georeference. When the manifest records a train/val
+``split`` per chip (the labels step splits by spatial blocks and drops chips that straddle two
+blocks), that split is used; otherwise the trainer's block split groups chips by where they lie
+on the map.
 """
 
 from __future__ import annotations
@@ -111,6 +113,18 @@ def load_manifest(
     for scene, values in zip(scenes, raw_labels):
         scene.label = classes.label[offset : offset + values.size].reshape(values.shape)
         offset += values.size
+    splits = [str(entry.get("split", "")).lower() for entry in entries]
+    preset = None
+    if all(s in ("train", "val") for s in splits) and "train" in splits and "val" in splits:
+        preset = [s == "val" for s in splits]
+    recipe = data.get("recipe") if isinstance(data.get("recipe"), dict) else first.recipe
+    if recipe is None and data.get("image") and Path(str(data["image"])).is_file():
+        from ..raster_io import read_recipe
+
+        try:
+            recipe = read_recipe(data["image"])
+        except GeedlError:
+            recipe = None
     result = TrainingData(
         scenes=scenes,
         class_names=classes.names,
@@ -119,7 +133,8 @@ def load_manifest(
         band_names=first.band_names,
         time_steps=first.time_steps,
         resolution=first.resolution,
-        recipe=data.get("recipe") if isinstance(data.get("recipe"), dict) else first.recipe,
+        recipe=recipe,
+        preset_val=preset,
         source={
             "labels": str(path),
             "labels_kind": "manifest",

@@ -61,6 +61,10 @@ class TrainSettings:
     finetune_from: Path | None = None
     head_only: bool = False
     schedule: str = "cosine"
+    #: exponential moving average of the weights (per step) that is validated and exported; 0
+    #: turns it off. The U-Net's held-out water IoU swung by up to 0.3 between epochs on the
+    #: Brandenburg scene; the average of the last few hundred steps is steadier.
+    ema_decay: float = 0.99
     progress_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -86,6 +90,8 @@ class TrainSettings:
             )
         if self.batch_size is not None and self.batch_size < 1:
             raise GeedlError("The batch size must be at least 1.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise GeedlError(f"The weight averaging decay {self.ema_decay} must be in [0, 1).")
         if self.learning_rate <= 0:
             raise GeedlError("The learning rate must be positive.")
         if self.head_only and self.finetune_from is None:

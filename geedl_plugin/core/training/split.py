@@ -119,6 +119,14 @@ def block_split(
     return BlockSplit(masks, int(block_size), len(blocks), sorted(val_blocks), [float(s) for s in share])
 
 
+def preset_split(scenes: list[Scene], val: list[bool]) -> BlockSplit:
+    """Whole scenes (chips) held out as given, e.g. by the chips manifest's own block split."""
+    if len(val) != len(scenes):
+        raise GeedlError("The chips manifest's split does not list every chip.")
+    masks = [np.full(s.shape, bool(v)) for s, v in zip(scenes, val)]
+    return BlockSplit(masks, 0, len(scenes), [(i, 0) for i, v in enumerate(val) if v], [])
+
+
 def no_split(scenes: list[Scene]) -> BlockSplit:
     """Everything trains (fine-tuning on a few corrected polygons); metrics are then training fit."""
     return BlockSplit([np.zeros(s.shape, dtype=bool) for s in scenes], 0, 0, [], [])

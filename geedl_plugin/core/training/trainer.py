@@ -19,6 +19,7 @@ seconds on a CPU.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from .predict import iter_tiles, predict_map
 from .report import write_comparison_png, write_metrics_json
 from .sampler import ChipSampler, Normalization, class_weights, compute_normalization
 from .settings import AUTO_BALANCE_SHARE, TrainSettings
-from .split import BlockSplit, block_split, no_split
+from .split import BlockSplit, block_split, no_split, preset_split
 
 Record = Callable[[dict[str, Any]], None]
 
@@ -152,7 +153,12 @@ class _Progress:
             "eta_s": None if eta is None else round(eta, 1),
             **record,
         }
-        self.feedback.progress(record["percent"], record.get("message", ""))
+        short = (
+            f"epoch {record.get('epoch')}/{record.get('epochs')} done"
+            if record.get("phase") == "epoch_end" and self.on_record is None
+            else record.get("message", "")
+        )  # without a record consumer the epoch summary goes to feedback.info, once
+        self.feedback.progress(record["percent"], short)
         if self.on_record is not None:
             self.on_record(record)
 
@@ -205,6 +211,14 @@ def evaluate(
     result = scores(matrix, class_names)
     result["loss"] = loss_sum / loss_den if loss_den else None
     return result
+
+
+@torch.no_grad()
+def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``averaged = decay * averaged + (1 - decay) * model`` for every trainable weight."""
+    for mine, theirs in zip(averaged.parameters(), model.parameters()):
+        if theirs.requires_grad:
+            mine.lerp_(theirs.detach(), 1.0 - decay)
 
 
 @torch.no_grad()
@@ -376,6 +390,9 @@ class Trainer:
         s = self.settings
         if s.val_split == "none":
             return no_split(self.data.scenes)
+        if self.data.preset_val is not None:  # a chips manifest that already chose its blocks
+            self.feedback.info("Validation chips: the spatial-block split recorded in the chips manifest")
+            return preset_split(self.data.scenes, self.data.preset_val)
         try:
             return block_split(
                 self.data.scenes,
@@ -539,6 +556,7 @@ class Trainer:
         history: list[dict[str, Any]],
         context: dict[str, Any],
         stopped: bool,
+        averaged: GeedlModel | None = None,
     ) -> dict[str, Any]:
         mean, std = context["norm"].as_lists()
         return {
@@ -546,6 +564,7 @@ class Trainer:
             "model_spec": model_spec(model),
             "model_state": best["state"],
             "last_state": _state_cpu(model),
+            "ema_state": _state_cpu(averaged) if averaged is not None and averaged is not model else None,
             "optimizer_state": optimizer.state_dict(),
             "best_epoch": best["epoch"],
             "best_score": best["score"],
@@ -576,9 +595,12 @@ class Trainer:
         best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": _state_cpu(model), "metrics": None}
         first_epoch = 1
         stopped = False
+        averaged = copy.deepcopy(model) if s.ema_decay > 0 else model  # what is validated and exported
         if s.resume is not None and self.start_state is not None:
             saved = self.start_state
             optimizer.load_state_dict(saved["optimizer_state"])
+            if averaged is not model and saved.get("ema_state") is not None:
+                averaged.load_state_dict(saved["ema_state"])
             history = list(saved.get("history", []))
             best = {
                 "score": saved["best_score"],
@@ -632,6 +654,9 @@ class Trainer:
                     )
                 loss.backward()
                 optimizer.step()
+                if averaged is not model:
+                    done = (epoch - 1) * steps + step
+                    update_average(averaged, model, min(s.ema_decay, (1 + done) / (10 + done)))
                 running += float(loss.item())
                 count += 1
                 seen_samples += batch_size
@@ -651,7 +676,8 @@ class Trainer:
                     }
                 )
             self.feedback.check_cancelled()
-            recalibrate_batchnorm(model, sampler, batch_size, device)
+            averaged.train()
+            recalibrate_batchnorm(averaged, sampler, batch_size, device, batches=min(12, max(2, steps // 2)))
             train_time += time.monotonic() - started
             train_loss = running / max(1, count)
             entry: dict[str, Any] = {
@@ -661,7 +687,7 @@ class Trainer:
             }
             if has_val:
                 metrics = evaluate(
-                    model,
+                    averaged,
                     context["images"],
                     context["labels"],
                     val_masks,
@@ -676,12 +702,12 @@ class Trainer:
                 metrics, score = None, -train_loss
             improved = score > best["score"] + 1e-4
             if improved:
-                best = {"score": score, "epoch": epoch, "state": _state_cpu(model), "metrics": metrics}
+                best = {"score": score, "epoch": epoch, "state": _state_cpu(averaged), "metrics": metrics}
             history.append(entry)
             stopped = epoch - best["epoch"] >= s.patience
             save_checkpoint(
                 self.outputs.checkpoint,
-                self._checkpoint_state(model, optimizer, epoch, best, history, context, stopped),
+                self._checkpoint_state(model, optimizer, epoch, best, history, context, stopped, averaged),
             )
             message = (
                 f"epoch {epoch}/{s.epochs}: loss {train_loss:.4f}"
