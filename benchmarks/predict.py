@@ -20,7 +20,7 @@ Figures, one run:
     normalising, onnxruntime, blending, writing). Pure model time: the same onnxruntime session
     settings on exactly the runner's tiles and batches, already in memory (read untimed), timed
     around ``session.run`` only. Target >= 0.8.
-(b) peak memory (ru_maxrss of the runner subprocess) for ``size`` and for a raster 4 times
+(b) peak memory (the runner subprocess's own VmHWM, see ``_measure.py``) for ``size`` and for a raster 4 times
     larger (``2 * size`` a side): both < 2 GB, and about the same.
 (c) megapixels per second of the runner.
 
@@ -44,6 +44,8 @@ from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _measure import popen_geedl, read_peak_mb  # noqa: E402
 
 from geedl_plugin.core.model_metadata import ModelMetadata, default_classes, write_metadata  # noqa: E402
 from geedl_plugin.core.raster_io import create_geotiff  # noqa: E402
@@ -152,15 +154,12 @@ def build_model(path: Path, width: int) -> None:
 
 
 def run_runner(model: Path, image: Path, out_dir: Path, tag: str) -> tuple[dict, float, float]:
-    """The CLI in a subprocess: (its result line, wall seconds, peak RSS in MB)."""
+    """The CLI in a subprocess: (its result line, wall seconds, its own peak RSS in MB)."""
     out, probs = out_dir / f"pred_{tag}.tif", out_dir / f"probs_{tag}.tif"
     for path in (out, probs):
         if path.exists():
             path.unlink()
-    command = [
-        sys.executable,
-        "-m",
-        "geedl_plugin",
+    arguments = [
         "predict",
         "--model",
         str(model),
@@ -179,8 +178,9 @@ def run_runner(model: Path, image: Path, out_dir: Path, tag: str) -> tuple[dict,
         "--progress",
         "jsonl",
     ]
+    report = out_dir / f"peak_{tag}.txt"
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = popen_geedl(arguments, report, ROOT, stdout=subprocess.PIPE, text=True)
     result = {}
     for line in process.stdout:
         record = json.loads(line)
@@ -188,12 +188,11 @@ def run_runner(model: Path, image: Path, out_dir: Path, tag: str) -> tuple[dict,
             result = record
         elif record.get("type") == "error":
             raise SystemExit(f"runner failed: {record}")
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.wait()
     wall = time.perf_counter() - started
     if process.returncode != 0 or not result:
         raise SystemExit(f"runner exited with {process.returncode}")
-    return result, wall, usage.ru_maxrss / 1024.0
+    return result, wall, read_peak_mb(report)
 
 
 def pure_model_seconds(model: Path, image: Path) -> tuple[float, int]:

@@ -31,6 +31,7 @@ from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
 from ..core.errors import CancelledError, GeedlError
 from ..core.progress import Feedback
+from ..toolbelt.threads import call_in_python_thread
 
 LOG_TAG = "geedl"
 
@@ -95,12 +96,8 @@ class CoreTask(QgsTask):
         return Feedback(on_progress=on_progress, on_message=on_message, is_cancelled=self.isCanceled)
 
     def run(self) -> bool:
-        # The work runs in a thread Python created, not in the task manager's QThread: native
-        # extensions built with pybind11 (onnxruntime) mis-handle the GIL in a foreign thread
-        # that sip gave a Python thread state, and abort QGIS (seen with onnxruntime 1.23).
-        worker = threading.Thread(target=self._run_work, name=f"geedl {self.description()}", daemon=True)
-        worker.start()
-        worker.join()
+        # not in the task manager's QThread: see toolbelt.threads (onnxruntime aborts there)
+        call_in_python_thread(self._run_work, name=f"geedl {self.description()}")
         if self.error:
             return False
         if self.isCanceled():

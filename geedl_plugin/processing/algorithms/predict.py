@@ -23,6 +23,7 @@ from qgis.core import (
 from ...core.inference import PredictParams, run_predict
 from ...core.inference.vectorize import VectorizeParams, vectorize_prediction
 from ...core.progress import Feedback
+from ...toolbelt.threads import call_in_python_thread
 from ..base import GeedlAlgorithm
 from ..params import (
     add_region_parameters,
@@ -94,7 +95,7 @@ class RunModelAlgorithm(GeedlAlgorithm):
             batch=self.parameterAsInt(parameters, self.BATCH, context),
             device=enum_value(self, parameters, self.DEVICE, context),
         )
-        result = run_predict(params, core)
+        result = call_in_python_thread(run_predict, params, core, name="geedl run model")
         for key, value in result.as_dict().items():
             feedback.pushInfo(f"{key}: {value}")
         return {self.OUTPUT: str(result.out) if result.out else None,
