@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import QgsMapLayerProxyModel
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -61,11 +60,15 @@ def product_rows(product: str) -> list[Row]:
     return [(e.value, e.name, e.color) for e in product_spec(product).legend.entries]
 
 
-class ReferenceBox(QGroupBox):
+class ReferenceBox(QgsCollapsibleGroupBox):
     """Product, remap preset and table, and the run button; reports in ``status``."""
 
     def __init__(self, ctx: DockContext, status: QLabel, parent: QWidget | None = None) -> None:
         super().__init__("Or: labels from a reference map", parent)
+        # the table makes the box tall: folded until wanted, and QGIS remembers the choice
+        self.setObjectName("geedlReferenceBox")
+        self.setCollapsed(True)
+        self.setSaveCollapsedState(True)
         self.ctx = ctx
         self.status = status
         self.field_values: list[str] = []  # distinct values of the chosen field (local polygons)
