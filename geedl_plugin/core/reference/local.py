@@ -240,7 +240,7 @@ def labels_from_raster(
 # -- polygon layers --------------------------------------------------------------------------------
 
 
-def _open_layer(path: Path, layer: str | None) -> tuple[Any, ogr.Layer]:
+def open_layer(path: Path, layer: str | None) -> tuple[Any, ogr.Layer]:
     try:
         source = ogr.Open(str(path))
     except RuntimeError as exc:
@@ -256,7 +256,7 @@ def _open_layer(path: Path, layer: str | None) -> tuple[Any, ogr.Layer]:
 
 def field_values(path: str | Path, field_name: str, layer: str | None = None) -> list[str]:
     """Distinct values (as text) of ``field_name``; refuses a missing field, listing the fields."""
-    source, found = _open_layer(Path(path), layer)
+    source, found = open_layer(Path(path), layer)
     definition = found.GetLayerDefn()
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
     if field_name not in fields:
@@ -277,7 +277,7 @@ def field_values(path: str | Path, field_name: str, layer: str | None = None) ->
 def check_layer_crs(path: Path, target: CompositeTarget, layer: str | None, feedback: Feedback) -> None:
     """Refuse a layer without a CRS; say so when it is reprojected onto the composite's CRS (the
     labels step's rasterizer transforms the polygons)."""
-    source, found = _open_layer(path, layer)
+    source, found = open_layer(path, layer)
     srs = found.GetSpatialRef()
     del source
     if srs is None:

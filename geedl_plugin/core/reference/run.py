@@ -25,6 +25,7 @@ from osgeo import gdal, ogr
 from ..errors import GeedlError
 from ..progress import Feedback, silent
 from .legends import PRODUCTS, product_spec
+from .local import open_layer
 from .remap import DEFAULT_COLORS, ProjectClass, RemapTable
 from .target import CompositeTarget, read_target
 
@@ -227,22 +228,16 @@ def run_reference(job: ReferenceJob, feedback: Feedback | None = None) -> Refere
 
 def vector_fields(path: str | Path, layer: str | None = None) -> list[str]:
     """The attribute fields of a polygon layer (text and integer ones: what can hold a class)."""
-    try:
-        source = ogr.Open(str(path))
-    except RuntimeError as exc:
-        raise GeedlError(f"Cannot read {Path(path).name} as a vector layer ({exc}).") from None
-    if source is None or source.GetLayerCount() == 0:
-        raise GeedlError(f"{Path(path).name} holds no vector layer.")
-    found = source.GetLayerByName(layer) if layer else source.GetLayer(0)
-    if found is None:
-        raise GeedlError(f"{Path(path).name} has no layer {layer!r}.")
+    source, found = open_layer(Path(path), layer)
     definition = found.GetLayerDefn()
     kinds = (ogr.OFTString, ogr.OFTInteger, ogr.OFTInteger64)
-    return [
+    names = [
         definition.GetFieldDefn(i).GetName()
         for i in range(definition.GetFieldCount())
         if definition.GetFieldDefn(i).GetType() in kinds
     ]
+    del source
+    return names
 
 
 def value_table(values: list[str], field_name: str, source: str = LOCAL) -> RemapTable:
