@@ -31,7 +31,6 @@ import math
 import queue
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from .progress import Feedback, silent
 from .raster_io import (
     RECIPE_TAG,
     Window,
+    capped_gdal_cache,
     cpu_threads,
     create_geotiff,
     crs_label,
@@ -611,19 +611,6 @@ class _WindowComputer:
         return np.full((self.n_out, window.ysize, window.xsize), np.nan, self.dtype)
 
 
-@contextlib.contextmanager
-def _gdal_cache(limit: int) -> Iterator[None]:
-    """Cap GDAL's block cache (default 5 % of RAM) so a big composite stays within its memory budget."""
-    previous = gdal.GetCacheMax()
-    if previous > limit:
-        gdal.SetCacheMax(limit)
-    try:
-        yield
-    finally:
-        if previous > limit:
-            gdal.SetCacheMax(previous)
-
-
 def run_plan(plan: CompositePlan, feedback: Feedback | None = None) -> CompositeResult:
     """Compute and write a planned composite (atomically: nothing is left on failure or cancel)."""
     feedback = feedback or silent()
@@ -664,7 +651,8 @@ def run_plan(plan: CompositePlan, feedback: Feedback | None = None) -> Composite
             readers.put(reader)
 
     try:
-        with _gdal_cache(_CACHE_BYTES), atomic_path(plan.out, keep_backup=plan.params.backup_existing) as tmp:
+        keep = plan.params.backup_existing
+        with capped_gdal_cache(_CACHE_BYTES), atomic_path(plan.out, keep_backup=keep) as tmp:
             for _ in range(plan.threads):
                 reader = _WindowReader(plan)
                 opened.append(reader)

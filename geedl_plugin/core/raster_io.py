@@ -9,6 +9,7 @@ next step. Opening goes through :func:`open_raster` so an unreadable file is a c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -233,3 +234,17 @@ def cpu_threads(requested: int | None = None) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def capped_gdal_cache(limit_bytes: int) -> Iterator[None]:
+    """Cap GDAL's block cache (default 5 % of RAM) for the duration, so a long run over a big
+    raster keeps a fixed memory budget; a smaller cap already set is left alone."""
+    previous = gdal.GetCacheMax()
+    if previous > limit_bytes:
+        gdal.SetCacheMax(limit_bytes)
+    try:
+        yield
+    finally:
+        if previous > limit_bytes:
+            gdal.SetCacheMax(previous)

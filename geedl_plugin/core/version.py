@@ -26,3 +26,12 @@ def plugin_metadata() -> dict[str, str]:
 
 def plugin_version() -> str:
     return plugin_metadata()["version"]
+
+
+def plugin_version_if_known() -> str:
+    """The version, or "" where metadata.txt is missing (core copied outside the plugin): a model
+    file is still worth writing without it."""
+    try:
+        return plugin_version()
+    except (FileNotFoundError, KeyError):
+        return ""

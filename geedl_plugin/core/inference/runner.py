@@ -41,6 +41,7 @@ from ..atomic import atomic_path, check_writable
 from ..errors import GeedlError
 from ..model_metadata import ModelMetadata
 from ..progress import Feedback, silent
+from ..raster_io import capped_gdal_cache
 from ..region import Region, RegionMask
 from .session import LoadedModel, load_model
 from .source import Grid, PreparedSource, prepare_source
@@ -645,19 +646,6 @@ def _execute(
     return done, model_seconds
 
 
-@contextlib.contextmanager
-def _gdal_cache(limit_bytes: int) -> Iterator[None]:
-    """Cap GDAL's block cache (default 5 % of RAM) so a run keeps a fixed memory budget."""
-    previous = gdal.GetCacheMax()
-    if previous > limit_bytes:
-        gdal.SetCacheMax(limit_bytes)
-    try:
-        yield
-    finally:
-        if previous > limit_bytes:
-            gdal.SetCacheMax(previous)
-
-
 def _cache_bytes(plan: PredictPlan) -> int:
     if plan.params.gdal_cache_mb:
         return int(plan.params.gdal_cache_mb) * 1024 * 1024
@@ -703,7 +691,7 @@ def execute_plan(plan: PredictPlan, feedback: Feedback | None = None) -> Predict
             source.work, metadata, work_out, work_probs, params.probabilities_dtype, extra
         )
         try:
-            with _gdal_cache(_cache_bytes(plan)):
+            with capped_gdal_cache(_cache_bytes(plan)):
                 tiles, model_seconds = _execute(
                     plan, writer, feedback.sub(0, 95 if source.resampled else 99), region_mask
                 )

@@ -43,6 +43,7 @@ from ..model_metadata import IGNORE_INDEX, ModelMetadata
 from ..models.unet import UNet
 from ..progress import Feedback, silent
 from ..raster_io import crs_label, open_raster, same_crs, srs_from_wkt
+from ..version import plugin_version_if_known
 from .checkpoint import save_checkpoint
 from .data import ImageInfo, Scene, image_info, read_image
 from .export import export_onnx
@@ -50,6 +51,7 @@ from .predict import predict_map
 from .report import write_metrics_json
 from .sampler import Normalization, _integral, compute_normalization
 from .split import BlockSplit, block_split, no_split
+from .trainer import resolve_device
 
 gdal.UseExceptions()
 
@@ -423,7 +425,7 @@ def train_regression(
     standardised = np.where(valid, (values - t_mean) / t_std, 0.0).astype(np.float32)
 
     torch.manual_seed(settings.seed)
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     model = build_regression_model(normalised.shape[0], settings.depth, settings.width).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
@@ -532,7 +534,7 @@ def train_regression(
         metrics={**metrics, "baseline_mean": baseline, "best_epoch": best["epoch"]},
         output_scale=float(t_std),
         output_offset=float(t_mean),
-        plugin_version=_plugin_version(),
+        plugin_version=plugin_version_if_known(),
     )
     rows, cols = np.nonzero(train_valid)
     top = int(np.clip(rows.min(), 0, max(0, normalised.shape[1] - 80)))
@@ -618,23 +620,3 @@ def evaluate_prediction(
     predicted = read_image(info.path)[0]
     keep = target_raster.valid & np.isfinite(predicted)
     return _rounded(regression_scores(target_raster.values[keep], predicted[keep]))
-
-
-def _device(name: str) -> str:
-    """``auto``: CUDA when torch has a GPU, else CPU (as the classification trainer)."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GeedlError("A CUDA device was asked for but this torch has no CUDA GPU; use the CPU.")
-    if name not in ("cpu", "cuda"):
-        raise GeedlError(f"Unknown device {name!r}; use auto, cpu or cuda.")
-    return name
-
-
-def _plugin_version() -> str:
-    try:
-        from ..version import plugin_version
-
-        return plugin_version()
-    except (FileNotFoundError, KeyError):
-        return ""

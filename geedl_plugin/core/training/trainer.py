@@ -36,6 +36,7 @@ from ..errors import GeedlError
 from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX, ModelClass, ModelMetadata
 from ..models import GeedlModel, build_model, load_pretrained_encoder, model_spec, rebuild_model
 from ..progress import Feedback, silent
+from ..version import plugin_version_if_known
 from .checkpoint import check_free_space, checkpoint_for, load_checkpoint, save_checkpoint
 from .data import TrainingData
 from .export import export_onnx
@@ -98,7 +99,8 @@ class TrainResult:
         }
 
 
-def _device(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """``auto``: CUDA when torch has a GPU, else CPU; ``cuda`` without a GPU is an error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -288,7 +290,7 @@ class Trainer:
         self.outputs = outputs
         self.feedback = feedback or silent()
         self.on_record = on_record
-        self.device = _device(settings.device)
+        self.device = resolve_device(settings.device)
         self.start_state: dict[str, Any] | None = None  # checkpoint we start from (resume/fine-tune)
 
     # -- preparation ---------------------------------------------------------------------------
@@ -865,7 +867,7 @@ class Trainer:
                 "best_epoch": best["epoch"],
                 "epochs_run": epochs_run,
             },
-            plugin_version=_plugin_version(),
+            plugin_version=plugin_version_if_known(),
         )
         sample = self._export_sample(context)
         export = export_onnx(model_cpu, self.outputs.model, metadata, sample)
@@ -929,15 +931,6 @@ class Trainer:
         if max(sizes, default=0) == 0:
             sizes = [int((s.label != IGNORE_INDEX).sum()) for s in self.data.scenes]
         return int(np.argmax(sizes))
-
-
-def _plugin_version() -> str:
-    try:
-        from ..version import plugin_version
-
-        return plugin_version()
-    except (FileNotFoundError, KeyError):
-        return ""
 
 
 def train_on_data(
