@@ -49,7 +49,7 @@ from .data import ImageInfo, Scene, image_info, read_image
 from .export import export_onnx
 from .predict import predict_map
 from .report import write_metrics_json
-from .sampler import Normalization, _integral, compute_normalization
+from .sampler import Normalization, TrainingArea, augment, compute_normalization
 from .split import BlockSplit, block_split, no_split
 from .trainer import resolve_device
 
@@ -276,7 +276,7 @@ class RegressionSampler:
         self.image, self.target, self.valid = image, target, valid & train_mask
         self.chip, self.augment = int(chip), augment
         self.rng = np.random.default_rng(seed)
-        self.outside = _integral(~train_mask)
+        self.area = TrainingArea(train_mask)
         h, w = valid.shape
         if h < chip or w < chip:
             raise GeedlError(
@@ -288,26 +288,17 @@ class RegressionSampler:
             raise GeedlError("No valid target pixel lies in the training blocks; check the target's nodata.")
         self.rows, self.cols = rows, cols
 
-    def _fits(self, top: int, left: int) -> bool:
-        h, w = self.valid.shape
-        if top < 0 or left < 0 or top + self.chip > h or left + self.chip > w:
-            return False
-        b, r = top + self.chip, left + self.chip
-        t = self.outside
-        return int(t[b, r] - t[top, r] - t[b, left] + t[top, left]) == 0
-
     def _window(self) -> tuple[int, int]:
         for _ in range(200):
             i = int(self.rng.integers(self.rows.size))
             top = int(self.rows[i]) - int(self.rng.integers(self.chip))
             left = int(self.cols[i]) - int(self.rng.integers(self.chip))
-            if self._fits(top, left):
+            if self.area.fits(top, left, self.chip):
                 return top, left
-        h, w = self.valid.shape
         for _ in range(2000):
-            top, left = int(self.rng.integers(h - self.chip + 1)), int(self.rng.integers(w - self.chip + 1))
-            if self._fits(top, left):
-                return top, left
+            window = self.area.random_window(self.rng, self.chip)
+            if window is not None:
+                return window
         raise GeedlError(
             f"No {self.chip} px chip fits inside the training blocks; use a smaller chip size or a "
             "larger block size."
@@ -323,10 +314,7 @@ class RegressionSampler:
             window = (slice(top, top + self.chip), slice(left, left + self.chip))
             xi, yi, mi = self.image[(slice(None), *window)], self.target[window], self.valid[window]
             if self.augment:
-                turns = int(self.rng.integers(4))
-                xi, yi, mi = np.rot90(xi, turns, axes=(1, 2)), np.rot90(yi, turns), np.rot90(mi, turns)
-                if self.rng.random() < 0.5:
-                    xi, yi, mi = xi[:, :, ::-1], yi[:, ::-1], mi[:, ::-1]
+                xi, yi, mi = augment(self.rng, xi, yi, mi)
             x[i], y[i], m[i] = xi, yi, mi
         return x, np.where(m, y, 0.0).astype(np.float32), m
 

@@ -92,10 +92,45 @@ def class_weights(counts: np.ndarray, power: float = 0.5, cap: float = 10.0) -> 
     return weights.astype(np.float32)
 
 
-def _integral(mask: np.ndarray) -> np.ndarray:
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    table[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0), axis=1)
-    return table
+class TrainingArea:
+    """Where training chips may lie in one scene: wholly inside the training blocks.
+
+    A chip that reached into a validation block would leak held-out pixels into training; the
+    integral image of "not training" answers "does this window touch one?" in O(1) per chip.
+    """
+
+    def __init__(self, train_mask: np.ndarray) -> None:
+        self.shape = train_mask.shape
+        outside = ~train_mask
+        self._table = np.zeros((outside.shape[0] + 1, outside.shape[1] + 1), dtype=np.int64)
+        self._table[1:, 1:] = np.cumsum(np.cumsum(outside, axis=0), axis=1)
+
+    def fits(self, top: int, left: int, size: int) -> bool:
+        h, w = self.shape
+        if top < 0 or left < 0 or top + size > h or left + size > w:
+            return False
+        t, b, r = self._table, top + size, left + size
+        return int(t[b, r] - t[top, r] - t[b, left] + t[top, left]) == 0
+
+    def random_window(self, rng: np.random.Generator, size: int) -> tuple[int, int] | None:
+        """A uniformly drawn window of ``size`` px that fits, or None (the scene is too small)."""
+        h, w = self.shape
+        if h < size or w < size:
+            return None
+        top, left = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        return (top, left) if self.fits(top, left, size) else None
+
+
+def augment(rng: np.random.Generator, image: np.ndarray, *planes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The same random quarter turn and mirror of a ``C x S x S`` chip and its ``S x S`` planes
+    (labels, masks): geometric only, so no pixel's spectrum changes."""
+    turns = int(rng.integers(4))
+    image = np.rot90(image, turns, axes=(1, 2))
+    planes = tuple(np.rot90(plane, turns) for plane in planes)
+    if rng.random() < 0.5:
+        image = image[:, :, ::-1]
+        planes = tuple(plane[:, ::-1] for plane in planes)
+    return (image, *planes)
 
 
 class ChipSampler:
@@ -123,12 +158,12 @@ class ChipSampler:
         self.augment = augment
         self.rng = np.random.default_rng(seed)
         self.labels = []
-        self.outside = []  # integral images of "not training" to test a chip in O(1)
+        self.areas: list[TrainingArea] = []
         self.pixels: list[list[np.ndarray]] = [[] for _ in range(n_classes)]  # per class: (scene, r, c)
         for index, (label, mask) in enumerate(zip(labels, train_masks)):
             label = np.where(mask, label, IGNORE_INDEX).astype(np.uint8)
             self.labels.append(label)
-            self.outside.append(_integral(~mask))
+            self.areas.append(TrainingArea(mask))
             h, w = label.shape
             if h < self.chip or w < self.chip:
                 continue
@@ -156,14 +191,6 @@ class ChipSampler:
     def training_pixels(self) -> int:
         return int(sum(len(p) for p in self.pools))
 
-    def _fits(self, scene: int, top: int, left: int) -> bool:
-        h, w = self.labels[scene].shape
-        if top < 0 or left < 0 or top + self.chip > h or left + self.chip > w:
-            return False
-        table = self.outside[scene]
-        b, r = top + self.chip, left + self.chip
-        return int(table[b, r] - table[top, r] - table[b, left] + table[top, left]) == 0
-
     def _window(self) -> tuple[int, int, int]:
         span = self.chip - 2 * self.margin  # output pixels per chip side
         for _ in range(64):
@@ -171,17 +198,14 @@ class ChipSampler:
             scene, row, col = self.pools[k][self.rng.integers(len(self.pools[k]))]
             top = int(row) - self.margin - int(self.rng.integers(span))
             left = int(col) - self.margin - int(self.rng.integers(span))
-            if self._fits(scene, top, left):
+            if self.areas[scene].fits(top, left, self.chip):
                 return int(scene), top, left
         # a chip that fits may not exist around rare pixels near block edges: any fitting chip
         for _ in range(1000):
             scene = int(self.rng.integers(len(self.labels)))
-            h, w = self.labels[scene].shape
-            if h < self.chip or w < self.chip:
-                continue
-            top, left = int(self.rng.integers(h - self.chip + 1)), int(self.rng.integers(w - self.chip + 1))
-            if self._fits(scene, top, left):
-                return scene, top, left
+            window = self.areas[scene].random_window(self.rng, self.chip)
+            if window is not None:
+                return (scene, *window)
         raise GeedlError(
             f"No {self.chip} x {self.chip} px chip fits inside the training blocks; use a smaller "
             "--chip-size or a larger --block-size."
@@ -198,10 +222,7 @@ class ChipSampler:
             xi = self.images[scene][:, top : top + self.chip, left : left + self.chip]
             yi = self.labels[scene][top + m : top + self.chip - m, left + m : left + self.chip - m]
             if self.augment:
-                turns = int(self.rng.integers(4))
-                xi, yi = np.rot90(xi, turns, axes=(1, 2)), np.rot90(yi, turns)
-                if self.rng.random() < 0.5:
-                    xi, yi = xi[:, :, ::-1], yi[:, ::-1]
+                xi, yi = augment(self.rng, xi, yi)
             x[i] = xi
             y[i] = yi
         return x, y
