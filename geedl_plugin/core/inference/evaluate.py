@@ -35,6 +35,7 @@ from ..atomic import atomic_path, check_writable
 from ..errors import GeedlError
 from ..progress import Feedback, silent
 from ..raster_io import create_geotiff, iter_windows, open_raster
+from ..vector_io import open_vector_layer
 
 gdal.UseExceptions()
 
@@ -227,10 +228,7 @@ def _field_values(truth: Path, params: EvaluateParams) -> tuple[bool, set[str]]:
     """(is the class field text?, its distinct values)."""
     from osgeo import ogr
 
-    dataset = ogr.Open(str(truth))
-    if dataset is None:
-        raise GeedlError(f"Cannot read {truth} as vector data.")
-    layer = dataset.GetLayerByName(params.layer) if params.layer else dataset.GetLayer(0)
+    dataset, layer = open_vector_layer(truth, params.layer)
     defn = layer.GetLayerDefn()
     index = defn.GetFieldIndex(params.class_field)
     if index < 0:

@@ -30,6 +30,7 @@ from ..atomic import atomic_path, check_writable
 from ..errors import GeedlError
 from ..progress import Feedback, silent
 from ..raster_io import create_geotiff, crs_label, iter_windows, open_raster, same_crs
+from ..vector_io import open_vector_layer
 from .geometry import POLYGONAL, gis_srs, is_valid, make_valid, metric_frame
 from .legend import IGNORE, Legend, LegendClass, write_legend
 from .schema import read_layer_legend
@@ -88,29 +89,6 @@ class _Prepared:
     geotransform: tuple[float, ...]
     width: int
     height: int
-
-
-def _open_layer(vector_path: str | Path, layer_name: str | None) -> tuple[ogr.DataSource, ogr.Layer]:
-    path = Path(vector_path)
-    if not str(vector_path).startswith("/vsi") and not path.exists():
-        raise GeedlError(f"Label layer {vector_path} does not exist. Check the path.")
-    try:
-        dataset = ogr.Open(str(vector_path))
-    except RuntimeError as exc:
-        raise GeedlError(f"Cannot read {vector_path} as a vector layer ({str(exc).strip()}).") from exc
-    if dataset is None or dataset.GetLayerCount() == 0:
-        raise GeedlError(f"{vector_path} holds no vector layer.")
-    if layer_name:
-        layer = dataset.GetLayerByName(layer_name)
-        if layer is None:
-            names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
-            raise GeedlError(f"{vector_path} has no layer {layer_name!r}; its layers: {', '.join(names)}.")
-        return dataset, layer
-    for i in range(dataset.GetLayerCount()):
-        candidate = dataset.GetLayer(i)
-        if candidate.GetName() != "layer_styles" and candidate.GetGeomType() != ogr.wkbNone:
-            return dataset, candidate
-    raise GeedlError(f"{vector_path} has no layer with geometries.")
 
 
 def _class_lookup(
@@ -206,7 +184,7 @@ def _prepare(
     grid_srs = gis_srs(reference.GetSpatialRef())
     gt = reference.GetGeoTransform()
     width, height = reference.RasterXSize, reference.RasterYSize
-    dataset, layer = _open_layer(vector_path, layer_name)
+    dataset, layer = open_vector_layer(vector_path, layer_name)
     defn = layer.GetLayerDefn()
     field_names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     matches = [n for n in field_names if n.lower() == class_field.lower()]

@@ -42,6 +42,7 @@ from osgeo import gdal, ogr, osr
 
 from ..atomic import atomic_path
 from ..errors import GeedlError
+from ..vector_io import open_vector_layer
 from .legend import LEGEND_KEY, Legend, hex_to_rgb
 
 gdal.UseExceptions()
@@ -327,12 +328,7 @@ def export_labels(source: str | Path, target: str | Path, layer: str | None = No
 
     The target is backed up first when it exists. Fields keep their names: all are <= 10 chars.
     """
-    src = ogr.Open(str(source))
-    if src is None:  # pragma: no cover - raises with UseExceptions
-        raise GeedlError(f"Cannot open {source} as a vector layer.")
-    src_layer = src.GetLayerByName(layer) if layer else src.GetLayer(0)
-    if src_layer is None:
-        raise GeedlError(f"{source} has no layer {layer!r}.")
+    src, src_layer = open_vector_layer(source, layer)
     legend = read_layer_legend(source, src_layer)
     name = layer_name_for(target)
     with label_output(target) as tmp:
@@ -358,7 +354,7 @@ def export_labels(source: str | Path, target: str | Path, layer: str | None = No
                 write_gpkg_style(dataset, name, style_qml(legend))
         out = new = None
         dataset = None
-    src = None
+    del src_layer, src  # closes the source
     if legend is not None:
         write_sidecars(target, legend, {"exported_from": str(source)})
     return Path(target)

@@ -31,6 +31,7 @@ from osgeo import gdal, ogr, osr
 from ..errors import GeedlError
 from ..progress import Feedback, silent
 from ..raster_io import crs_label, open_raster, same_crs, srs_from_wkt
+from ..vector_io import open_vector_layer
 from .legends import CORINE_GRID_CODES, CORINE_GRID_NODATA, ProductSpec, product_spec
 from .remap import RemapTable, check_table_for_product
 from .target import CompositeTarget, read_target
@@ -240,23 +241,9 @@ def labels_from_raster(
 # -- polygon layers --------------------------------------------------------------------------------
 
 
-def open_layer(path: Path, layer: str | None) -> tuple[Any, ogr.Layer]:
-    try:
-        source = ogr.Open(str(path))
-    except RuntimeError as exc:
-        raise GeedlError(f"Cannot read {path.name} as a vector layer ({exc}).") from None
-    if source is None or source.GetLayerCount() == 0:
-        raise GeedlError(f"{path.name} holds no vector layer.")
-    found = source.GetLayerByName(layer) if layer else source.GetLayer(0)
-    if found is None:
-        names = [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
-        raise GeedlError(f"{path.name} has no layer {layer!r}; layers: {', '.join(names)}.")
-    return source, found
-
-
 def field_values(path: str | Path, field_name: str, layer: str | None = None) -> list[str]:
     """Distinct values (as text) of ``field_name``; refuses a missing field, listing the fields."""
-    source, found = open_layer(Path(path), layer)
+    source, found = open_vector_layer(path, layer)
     definition = found.GetLayerDefn()
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
     if field_name not in fields:
@@ -277,7 +264,7 @@ def field_values(path: str | Path, field_name: str, layer: str | None = None) ->
 def check_layer_crs(path: Path, target: CompositeTarget, layer: str | None, feedback: Feedback) -> None:
     """Refuse a layer without a CRS; say so when it is reprojected onto the composite's CRS (the
     labels step's rasterizer transforms the polygons)."""
-    source, found = open_layer(path, layer)
+    source, found = open_vector_layer(path, layer)
     srs = found.GetSpatialRef()
     del source
     if srs is None:

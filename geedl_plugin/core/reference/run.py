@@ -24,8 +24,8 @@ from osgeo import gdal, ogr
 
 from ..errors import GeedlError
 from ..progress import Feedback, silent
+from ..vector_io import open_vector_layer
 from .legends import PRODUCTS, product_spec
-from .local import open_layer
 from .remap import DEFAULT_COLORS, ProjectClass, RemapTable
 from .target import CompositeTarget, read_target
 
@@ -228,7 +228,7 @@ def run_reference(job: ReferenceJob, feedback: Feedback | None = None) -> Refere
 
 def vector_fields(path: str | Path, layer: str | None = None) -> list[str]:
     """The attribute fields of a polygon layer (text and integer ones: what can hold a class)."""
-    source, found = open_layer(Path(path), layer)
+    source, found = open_vector_layer(path, layer)
     definition = found.GetLayerDefn()
     kinds = (ogr.OFTString, ogr.OFTInteger, ogr.OFTInteger64)
     names = [

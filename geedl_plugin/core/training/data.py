@@ -26,6 +26,7 @@ from ..errors import GeedlError
 from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX
 from ..progress import Feedback, silent
 from ..raster_io import band_descriptions, crs_label, open_raster, read_recipe, same_crs, srs_from_wkt
+from ..vector_io import open_vector_layer
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -283,16 +284,9 @@ def labels_kind(path: str | Path) -> str:
         raise GeedlError(f"Cannot read {path.name} as polygons, a label raster or a chips manifest.") from exc
 
 
-def _layer(path: Path) -> tuple[Any, ogr.Layer]:
-    source = ogr.Open(str(path))
-    if source is None or source.GetLayerCount() == 0:
-        raise GeedlError(f"{path.name} holds no vector layer.")
-    return source, source.GetLayer(0)
-
-
 def vector_class_values(path: str | Path, class_field: str) -> list[str]:
     """Distinct values of ``class_field`` (as text), to build the class list."""
-    source, layer = _layer(Path(path))
+    source, layer = open_vector_layer(path)
     definition = layer.GetLayerDefn()
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
     if class_field not in fields:
@@ -311,7 +305,7 @@ def vector_class_values(path: str | Path, class_field: str) -> list[str]:
 
 
 def _default_class_field(path: Path) -> str:
-    source, layer = _layer(path)
+    source, layer = open_vector_layer(path)
     definition = layer.GetLayerDefn()
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
     for candidate in ("class_id", "class", "class_name", "fclass", "label"):
@@ -325,7 +319,7 @@ def _default_class_field(path: Path) -> str:
 
 def check_vector_against_image(path: Path, info: ImageInfo) -> None:
     """CRS agreement and overlap of a vector label layer with the image, before rasterizing."""
-    source, layer = _layer(path)
+    source, layer = open_vector_layer(path)
     layer_srs = layer.GetSpatialRef()
     image_srs = srs_from_wkt(info.crs_wkt)
     if layer_srs is not None and not same_crs(layer_srs, image_srs):
@@ -381,7 +375,7 @@ def _rasterize(
 
 
 def _is_integer_field(path: Path, class_field: str) -> bool:
-    source, layer = _layer(path)
+    source, layer = open_vector_layer(path)
     definition = layer.GetLayerDefn()
     index = definition.GetFieldIndex(class_field)
     kind = definition.GetFieldDefn(index).GetType() if index >= 0 else ogr.OFTString
