@@ -146,6 +146,7 @@ class _BandReader:
     height: int = 0
     nodata: float | None = None
     dtype: str = "float32"  # numpy type of the direct source
+    offset: float = 0.0  # added to valid pixels (baseline 04.00 products)
 
 
 @dataclass
@@ -252,7 +253,8 @@ def _reader(scene: Scene, name: str, grid: Grid, target: osr.SpatialReference, r
                and abs(cols - round(cols)) < 1e-6 and abs(rows - round(rows)) < 1e-6)
     if aligned:
         return _BandReader(name, source.path, source.index, True, int(round(cols)), int(round(rows)),
-                           source.width, source.height, source.nodata, _numpy_type(source.dtype))
+                           source.width, source.height, source.nodata, _numpy_type(source.dtype),
+                           source.offset)
     path = source.path
     if source.index != 1 or _band_count(source.path) > 1:
         # warp one band only: a band-selection VRT in memory as the warp's source
@@ -271,7 +273,7 @@ def _reader(scene: Scene, name: str, grid: Grid, target: osr.SpatialReference, r
                          f"({str(exc).strip()}). Is the scene's CRS right?") from exc
     xml = warped.GetMetadata("xml:VRT")[0]
     warped = None
-    return _BandReader(name, xml, 1, False)
+    return _BandReader(name, xml, 1, False, offset=source.offset)
 
 
 def _numpy_type(gdal_name: str) -> str:
@@ -348,6 +350,7 @@ def plan_composite(params: CompositeParams, feedback: Feedback | None = None) ->
         envelopes = [fp.GetEnvelope() for fp in footprints]
         bbox = (min(e[0] for e in envelopes), min(e[2] for e in envelopes),
                 max(e[1] for e in envelopes), max(e[3] for e in envelopes))
+    notes += [f"{scene.name or scene.path.name}: {note}" for scene in scenes for note in scene.notes]
     for note in notes:
         feedback.info(note)
 
@@ -465,6 +468,11 @@ class _WindowReader:
 
     def read(self, scene: int, reader: _BandReader, window: Window, out: np.ndarray) -> None:
         """Fill ``out`` (float32, window shape) with the band on the grid; NaN for no data."""
+        self._read(scene, reader, window, out)
+        if reader.offset:
+            out += np.float32(reader.offset)  # NaN (no data) stays NaN
+
+    def _read(self, scene: int, reader: _BandReader, window: Window, out: np.ndarray) -> None:
         band = self.bands[scene][reader.name]
         if not reader.direct:
             band.ReadAsArray(window.xoff, window.yoff, window.xsize, window.ysize, buf_obj=out)

@@ -10,13 +10,22 @@
 
 Band names are normalised to ``B1`` .. ``B12`` and ``B8A`` (``B02`` -> ``B2``), the names the
 recipe, the indices and Earth Engine use. Opening reads headers only; no pixel is read here.
+
+Products of processing baseline 04.00 and later (acquired from 25 January 2022) store
+``DN = 10000 * reflectance + 1000``: the product metadata (``MTD_MSIL1C.xml`` /
+``MTD_MSIL2A.xml``) lists ``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET`` = -1000 per band. Each band
+carries that offset and the compositor adds it, so a 2023 scene gives the same numbers as a 2017
+one and as Earth Engine's ``*_HARMONIZED`` collections; without it NDVI, MNDWI and every model
+trained on older data would be off. A folder of loose band files has no metadata, so nothing is
+added there (the scene's notes say so when the name suggests a recent baseline).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from osgeo import gdal, osr
@@ -66,6 +75,8 @@ class BandSource:
     nodata: float | None
     dtype: str
     crs_wkt: str = field(default="", repr=False)
+    #: added to every valid pixel on reading (baseline 04.00 products: -1000, see the module doc)
+    offset: float = 0.0
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -235,8 +246,70 @@ def _open_folder(folder: Path) -> Scene:
     names = " ".join([folder.name, img_data.parent.name] + [Path(s.path).name for s in bands.values()])
     scene_id = _scene_id(bands)
     scene_name = scene_id if kind != "safe" and parse_date(scene_id) else folder.name
+    notes: list[str] = []
+    metadata = _product_metadata(img_data) if kind == "safe" else None
+    if metadata is not None:
+        offsets = read_radiometric_offsets(metadata)
+        applied = {name: offsets[name] for name in bands if offsets.get(name)}
+        if applied:
+            bands = {name: replace(source, offset=applied.get(name, 0.0)) for name, source in bands.items()}
+            values = sorted(set(applied.values()))
+            notes.append(f"radiometric offset {', '.join(f'{v:g}' for v in values)} from {metadata.name} "
+                         "added (processing baseline 04.00+), as in Earth Engine's harmonized collections")
+    elif _recent_baseline(names):
+        notes.append("no product metadata (MTD_MSIL*.xml) found, so no radiometric offset is added; if this "
+                     "is a processing baseline 04.00+ product, give its .SAFE folder instead")
     return Scene(path=folder, kind=kind, bands=bands, crs_wkt=crs_wkt, date=parse_date(names),
-                 name=scene_name)
+                 name=scene_name, notes=notes)
+
+
+# Sentinel-2's band_id order in the product metadata (0 = B1 ... 8 = B8A ... 12 = B12)
+_METADATA_BAND_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+_OFFSET_TAGS = ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET")
+_BASELINE = re.compile(r"_N(\d{2})(\d{2})_")
+
+
+def _product_metadata(img_data: Path) -> Path | None:
+    """``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` of the product holding ``img_data``
+    (``<SAFE>/GRANULE/<granule>/IMG_DATA``), if it is there."""
+    for root in (img_data.parent.parent.parent, img_data.parent):
+        found = sorted(root.glob("MTD_MSIL*.xml"))
+        if found:
+            return found[0]
+    return None
+
+
+def read_radiometric_offsets(metadata: Path) -> dict[str, float]:
+    """Band name -> offset to add to the DN (e.g. -1000), from a Sentinel-2 product metadata file;
+    empty for products before baseline 04.00 (no offsets listed)."""
+    try:
+        tree = ElementTree.parse(metadata)
+    except (ElementTree.ParseError, OSError) as exc:
+        raise GeedlError(f"Cannot read the product metadata {metadata} ({exc}); is the download complete?") \
+            from None
+    names = dict(enumerate(_METADATA_BAND_ORDER))
+    for element in tree.iter():
+        if element.tag.rsplit("}", 1)[-1] == "Spectral_Information":
+            band_id, physical = element.get("bandId"), normalize_band_name(element.get("physicalBand") or "")
+            if band_id is not None and band_id.isdigit() and physical:
+                names[int(band_id)] = physical
+    offsets: dict[str, float] = {}
+    for element in tree.iter():
+        if element.tag.rsplit("}", 1)[-1] not in _OFFSET_TAGS:
+            continue
+        band_id = element.get("band_id")
+        try:
+            value = float((element.text or "").strip())
+        except ValueError:
+            continue
+        if band_id is not None and band_id.isdigit() and int(band_id) in names:
+            offsets[names[int(band_id)]] = value
+    return offsets
+
+
+def _recent_baseline(names: str) -> bool:
+    match = _BASELINE.search(names)
+    return bool(match) and int(match.group(1)) >= 4
 
 
 def _scene_id(bands: dict[str, BandSource]) -> str:
