@@ -119,6 +119,32 @@ def test_project_loads_styled_and_survives_a_move(quick_demo, qgis_app, tmp_path
     assert _check_project(moved / project.name) == EXPECTED_RENDERERS
 
 
+def test_project_gives_the_dock_its_state_after_a_move(quick_demo, qgis_app, tmp_path):
+    """Opening the demo project sets the dock up as if the analyst had clicked through the demo:
+    composite, mask, training labels, model and prediction are known, inside the moved folder."""
+    from qgis.core import QgsProject
+
+    from geedl_plugin.gui import layers
+    from geedl_plugin.gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION, DockContext
+
+    out, result = quick_demo
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out, moved)
+    project = QgsProject()
+    assert project.read(str(moved / Path(result["project"]).name)), project.error()
+    stored = layers.load_state(project)
+    assert stored["artifacts"][MODEL]["path"] == "./model.onnx"  # relative, like the layers
+    context = DockContext(None, project)
+    context.restore(stored)
+    for key in (COMPOSITE, MASK, LABELS, MODEL, PREDICTION):
+        assert context.has(key), key
+        assert Path(context.artifact(key)["path"]).parent == moved.resolve(), context.artifact(key)
+    assert context.artifact(COMPOSITE)["bands"][:2] == ["B2", "B3"]
+    assert context.artifact(LABELS)["field"] == "class_id" and "water" in context.artifact(LABELS)["classes"]
+    assert Path(context.artifact(MODEL)["metrics_json"]).is_file()
+    assert Path(context.run.folder) == moved.resolve()
+
+
 def test_report_embeds_qgis_renders(quick_demo):
     out, _result = quick_demo
     report = (out / "report.html").read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qgis.core import (
     Qgis,
@@ -32,7 +33,11 @@ from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
 from ..core.errors import GeedlError
+from ..core.labels.legend import read_legend
+from ..core.labels.schema import CLASS_FIELD, read_layer_legend
+from ..core.raster_io import band_descriptions, open_raster
 from ..gui import layers as run_layers
+from ..gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION
 from ..gui.styles import apply_qml, style_composite, style_error_map, style_paletted
 from .spec import LayerSpec
 
@@ -95,10 +100,38 @@ def renderer_type(layer: QgsMapLayer) -> str:
     return renderer.type() if renderer is not None else ""
 
 
+def dock_state(outputs: dict[str, Any], figures: dict[str, Any], out_dir: Path, group_name: str,
+               labels_layer: str = "osm_train") -> dict[str, Any]:
+    """The dock's state as the analyst would have left it after clicking through the demo's
+    steps (composite, mask, training labels, model, prediction), so opening the demo project
+    in QGIS lets the dock go on from there (e.g. predict another area with the demo model)."""
+    artifacts: dict[str, Any] = {}
+    if "composite" in outputs:
+        artifacts[COMPOSITE] = {"path": str(outputs["composite"]),
+                                "bands": band_descriptions(open_raster(outputs["composite"]))}
+    if "mask" in outputs:
+        legend = read_legend(open_raster(outputs["mask"]))
+        artifacts[MASK] = {"path": str(outputs["mask"]), "rule": figures.get("mask_rule", ""),
+                           **({"legend": legend.to_dict()} if legend else {})}
+    if "osm_train" in outputs:
+        legend = read_layer_legend(outputs["osm_train"])
+        artifacts[LABELS] = {"path": str(outputs["osm_train"]), "layer": labels_layer, "field": CLASS_FIELD,
+                             "classes": [c.name for c in legend.classes] if legend else [], "schema": True}
+    if "model" in outputs:
+        artifacts[MODEL] = {"path": str(outputs["model"]),
+                            "metrics_json": str(outputs.get("model_metrics", ""))}
+    if "prediction" in outputs and "model" in outputs:
+        artifacts[PREDICTION] = {"path": str(outputs["prediction"]), "model": str(outputs["model"])}
+    home = str(Path(out_dir).resolve())
+    return {"run": {"name": group_name, "folder": "."},
+            "artifacts": run_layers.map_artifact_paths(artifacts, lambda p: run_layers.relative_to(p, home))}
+
+
 def write_project(out_dir: str | Path, specs: Sequence[LayerSpec], file_name: str, group_name: str,
-                  title: str = "geedl demo", render_width: int = 1400) -> ProjectExport:
-    """Build the project (all layers styled, in one group, relative paths), save it as
-    ``out_dir/file_name`` and render the layers that ask for it."""
+                  title: str = "geedl demo", render_width: int = 1400,
+                  state: dict[str, Any] | None = None) -> ProjectExport:
+    """Build the project (all layers styled, in one group, relative paths, the dock's ``state``
+    when given), save it as ``out_dir/file_name`` and render the layers that ask for it."""
     ensure_application()
     out_dir = Path(out_dir).resolve()
     project = QgsProject()
@@ -123,6 +156,8 @@ def write_project(out_dir: str | Path, specs: Sequence[LayerSpec], file_name: st
     first = made[specs[0].key]
     project.setCrs(first.crs())
     project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(first.extent(), first.crs()))
+    if state is not None:
+        run_layers.save_state(state, project)
     target = out_dir / file_name
     if not project.write(str(target)):
         raise GeedlError(f"QGIS could not write the project {target}: {project.error()}")

@@ -350,7 +350,9 @@ def step_project(ctx: DemoContext) -> dict[str, object]:
             spec.render = f"renders/{spec.render}"
     steps = [spec.step for spec in ctx.layers]
     group = f"geedl {time.strftime('%Y-%m-%d %H:%M')} demo ({steps[0]} to {steps[-1]})"
-    export = qgis_project.write_project(ctx.out_dir, ctx.layers, PROJECT_FILE, group, title="geedl demo")
+    state = qgis_project.dock_state(ctx.outputs, ctx.figures, ctx.out_dir, group)
+    export = qgis_project.write_project(ctx.out_dir, ctx.layers, PROJECT_FILE, group, title="geedl demo",
+                                        state=state)
     ctx.feedback.progress(80.0, "reading the project back")
     found = qgis_project.check_project(export.project)
     missing = [spec.key for spec in ctx.layers if spec.key not in found]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,39 @@ def vector_layer(path: str | Path, name: str, layer_name: str | None = None) -> 
 
 
 # -- dock state in the project ----------------------------------------------------------------
+
+# the artifact fields that hold file paths; files inside the project folder are stored relative
+# to it (as QGIS stores layer sources), so a moved or zipped project folder still continues
+PATH_FIELDS = ("path", "metrics_json", "model")
+
+
+def relative_to(path: str, home: str) -> str:
+    """``path`` relative to the project folder ``home`` when it lies inside it ("./..." form)."""
+    if not home or not path:
+        return path
+    try:
+        inside = Path(path).resolve().relative_to(Path(home).resolve())
+    except (ValueError, OSError):
+        return path
+    return f"./{inside.as_posix()}" if str(inside) != "." else "."
+
+
+def absolute_in(path: str, home: str) -> str:
+    """A stored path made absolute again against the project folder (absolute paths unchanged)."""
+    if not home or not path or Path(path).is_absolute():
+        return path
+    return str((Path(home) / path).resolve())
+
+
+def map_artifact_paths(artifacts: dict[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of ``artifacts`` with ``convert`` applied to every path field."""
+    converted: dict[str, Any] = {}
+    for key, value in artifacts.items():
+        if isinstance(value, dict):
+            value = {k: convert(v) if k in PATH_FIELDS and isinstance(v, str) else v
+                     for k, v in value.items()}
+        converted[key] = value
+    return converted
 
 
 def save_state(state: dict[str, Any], project: QgsProject | None = None) -> None:

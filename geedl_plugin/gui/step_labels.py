@@ -36,7 +36,7 @@ from ..core.errors import GeedlError
 from ..core.labels.chips import ChipsParams, run_chips
 from ..core.labels.polygons import PolygonizeParams, run_polygonize
 from ..core.labels.rules import WATER_METHODS, AutolabelParams, rule_from_spec, run_autolabel
-from ..core.labels.schema import export_labels, read_layer_legend
+from ..core.labels.schema import CLASS_FIELD, export_labels, read_layer_legend
 from . import layers
 from .context import CHIPS, COMPOSITE, LABELS, MASK, DockContext, Step
 from .expression_builder import ExpressionBuilder
@@ -66,7 +66,6 @@ def rule_parameters(kind: str) -> list:
 gdal.UseExceptions()
 
 EXPORT_DRIVERS = {".shp": "ESRI Shapefile", ".gpkg": "GPKG"}
-CLASS_FIELD = "class_id"  # the label schema's class field (core.labels.schema)
 
 
 def export_vector(source: str, out: str | Path) -> Path:

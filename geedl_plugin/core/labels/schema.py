@@ -50,9 +50,10 @@ ogr.UseExceptions()
 
 SOURCES = ("auto", "manual", "corrected", "model")
 STATS_KEY = "GEEDL_AREA_STATS"
+CLASS_FIELD = "class_id"  # what training reads the class from
 # (name, OGR type, width) in layer order
 FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("class_id", ogr.OFTInteger, 0),
+    (CLASS_FIELD, ogr.OFTInteger, 0),
     ("class_name", ogr.OFTString, 64),
     ("source", ogr.OFTString, 16),
     ("confidence", ogr.OFTReal, 0),
