@@ -176,9 +176,12 @@ def _computed_pixels(composite):
     the remapped classes the server would send (worldcover-cropland: 1 where the composite's NDVI >
     0.3, else 0), computed from the composite's own pixels."""
     ds = gdal.Open(str(composite))
-    gt = ds.GetGeoTransform()
+    gt, projection = ds.GetGeoTransform(), ds.GetProjection()
     b4 = ds.GetRasterBand(3).ReadAsArray().astype(np.float64)
     b8 = ds.GetRasterBand(4).ReadAsArray().astype(np.float64)
+    # no dataset may outlive the test inside the mock's closure: QGIS's exit closes every GDAL
+    # dataset, and a Python wrapper collected after that frees it a second time
+    ds = None
     ndvi = (b8 - b4) / np.maximum(b8 + b4, 1e-6)
     full = np.where(ndvi > 0.3, 1, 0).astype(np.uint8)  # worldcover-cropland: 1 cropland, 0 other
     bodies = []
@@ -192,10 +195,12 @@ def _computed_pixels(composite):
         path = f"/vsimem/gui_ref_{len(bodies)}.tif"
         out = gdal.GetDriverByName("GTiff").Create(path, size["width"], size["height"], 1, gdal.GDT_Byte)
         out.SetGeoTransform((a["translateX"], a["scaleX"], 0.0, a["translateY"], 0.0, a["scaleY"]))
-        out.SetProjection(ds.GetProjection())
+        out.SetProjection(projection)
         out.GetRasterBand(1).WriteArray(full[row:row + size["height"], col:col + size["width"]])
         out = None
-        data = bytes(gdal.VSIFReadL(1, gdal.VSIStatL(path).size, gdal.VSIFOpenL(path, "rb")))
+        handle = gdal.VSIFOpenL(path, "rb")
+        data = bytes(gdal.VSIFReadL(1, gdal.VSIStatL(path).size, handle))
+        gdal.VSIFCloseL(handle)
         gdal.Unlink(path)
         answer = mock.MagicMock()
         answer.execute.return_value = data
