@@ -32,20 +32,24 @@ def open_vector_layer(path: str | Path, layer: str | None = None) -> tuple[ogr.D
         source = ogr.Open(text)
     except RuntimeError as exc:
         raise GeedlError(f"Cannot read {text} as a vector layer ({str(exc).strip()}).") from None
-    if source is None or source.GetLayerCount() == 0:
-        raise GeedlError(f"{text} holds no vector layer.")
-    # no layer object outlives a failed lookup: an error's traceback keeps this frame's locals,
-    # and OGR crashes when a layer is freed after its data source
-    names = [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
-    if layer:
-        if layer not in names:
-            raise GeedlError(f"{text} has no layer {layer!r}; its layers: {', '.join(names)}.")
-        return source, source.GetLayerByName(layer)
-    spatial = [
-        i
-        for i, name in enumerate(names)
-        if name not in SIDE_TABLES and source.GetLayer(i).GetGeomType() != ogr.wkbNone
-    ]
-    if not spatial:
-        raise GeedlError(f"{text} has no layer with geometries (layers: {', '.join(names)}).")
-    return source, source.GetLayer(spatial[0])
+    names = [] if source is None else [source.GetLayer(i).GetName() for i in range(source.GetLayerCount())]
+    problem = ""
+    if not names:
+        problem = f"{text} holds no vector layer."
+    elif layer:
+        if layer in names:
+            return source, source.GetLayerByName(layer)
+        problem = f"{text} has no layer {layer!r}; its layers: {', '.join(names)}."
+    else:
+        spatial = [
+            i
+            for i, name in enumerate(names)
+            if name not in SIDE_TABLES and source.GetLayer(i).GetGeomType() != ogr.wkbNone
+        ]
+        if spatial:
+            return source, source.GetLayer(spatial[0])
+        problem = f"{text} has no layer with geometries (layers: {', '.join(names)})."
+    # close before raising: a traceback keeps this frame's locals, and a data source (or layer)
+    # that outlives QGIS's exit (which closes every GDAL dataset) is freed twice
+    source = None
+    raise GeedlError(problem)
