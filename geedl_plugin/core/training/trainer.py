@@ -392,6 +392,8 @@ class Trainer:
         s = self.settings
         if s.val_split == "none":
             return no_split(self.data.scenes)
+        if self.data.validation is not None:  # one fold of a cross-validation
+            return self.data.validation
         if self.data.preset_val is not None:  # a chips manifest that already chose its blocks
             self.feedback.info("Validation chips: the spatial-block split recorded in the chips manifest")
             return preset_split(self.data.scenes, self.data.preset_val)
