@@ -263,8 +263,6 @@ def _open_folder(folder: Path) -> Scene:
                  name=scene_name, notes=notes)
 
 
-# Sentinel-2's band_id order in the product metadata (0 = B1 ... 8 = B8A ... 12 = B12)
-_METADATA_BAND_ORDER = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
 _OFFSET_TAGS = ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET")
 _BASELINE = re.compile(r"_N(\d{2})(\d{2})_")
 
@@ -287,7 +285,7 @@ def read_radiometric_offsets(metadata: Path) -> dict[str, float]:
     except (ElementTree.ParseError, OSError) as exc:
         raise GeedlError(f"Cannot read the product metadata {metadata} ({exc}); is the download complete?") \
             from None
-    names = dict(enumerate(_METADATA_BAND_ORDER))
+    names = dict(enumerate(S2_BANDS))  # the metadata's band_id order: 0 = B1 ... 8 = B8A ... 12 = B12
     for element in tree.iter():
         if element.tag.rsplit("}", 1)[-1] == "Spectral_Information":
             band_id, physical = element.get("bandId"), normalize_band_name(element.get("physicalBand") or "")
