@@ -42,6 +42,10 @@ class BlockSplit:
         }
 
 
+# random draws compared for the ordinary split (block_split and fold 0 of block_folds)
+SPLIT_TRIES = 400
+
+
 def _block_ids(scene: Scene, origin: tuple[float, float], block_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Block column and row of every pixel of ``scene`` (pixel centres, map coordinates)."""
     x0, dx, _, y0, _, dy = scene.geotransform
@@ -126,21 +130,27 @@ def _split_of(
     return BlockSplit(masks, int(block_size), len(blocks), sorted(val_blocks), [float(v) for v in share])
 
 
+def _first_draw(table: np.ndarray, val_fraction: float, seed: int, tries: int) -> list[int]:
+    """The ordinary split's blocks: ``val_fraction`` of all labelled blocks, drawn from ``seed``."""
+    n_blocks = len(table)
+    n_val = int(np.clip(round(val_fraction * n_blocks), 1, n_blocks - 1))
+    rng = np.random.default_rng(seed)
+    return _stratified_draw(table, list(range(n_blocks)), n_val, val_fraction, rng, tries)
+
+
 def block_split(
     scenes: list[Scene],
     n_classes: int,
     block_size: int = 128,
     val_fraction: float = 0.25,
     seed: int = 0,
-    tries: int = 400,
+    tries: int = SPLIT_TRIES,
 ) -> BlockSplit:
     """Choose validation blocks; see the module docstring."""
     if not 0.0 < val_fraction < 1.0:
         raise GeedlError(f"The validation fraction {val_fraction} must be between 0 and 1.")
     blocks, table, ids_per_scene = _block_table(scenes, n_classes, block_size)
-    n_val = int(np.clip(round(val_fraction * len(blocks)), 1, len(blocks) - 1))
-    rng = np.random.default_rng(seed)
-    chosen = _stratified_draw(table, list(range(len(blocks))), n_val, val_fraction, rng, tries)
+    chosen = _first_draw(table, val_fraction, seed, tries)
     return _split_of(blocks, table, ids_per_scene, chosen, block_size)
 
 
@@ -165,13 +175,13 @@ def block_folds(
             f"Only {len(blocks)} labelled {block_size} px blocks for {folds} folds; use fewer folds or a "
             "smaller --block-size."
         )
-    first = block_split(scenes, n_classes, block_size, 1.0 / folds, seed)
-    taken = {blocks.index(b) for b in first.val_blocks}
-    splits = [first]
+    first = _first_draw(table, 1.0 / folds, seed, SPLIT_TRIES)  # = block_split(..., 1 / folds, seed)
+    taken = set(first)
+    splits = [_split_of(blocks, table, ids_per_scene, first, block_size)]
     rng = np.random.default_rng(seed + 1)
     for _ in range(folds - 2):
         rest = [i for i in range(len(blocks)) if i not in taken]
-        chosen = _stratified_draw(table, rest, len(first.val_blocks), 1.0 / folds, rng, tries)
+        chosen = _stratified_draw(table, rest, len(first), 1.0 / folds, rng, tries)
         taken.update(chosen)
         splits.append(_split_of(blocks, table, ids_per_scene, chosen, block_size))
     last = [i for i in range(len(blocks)) if i not in taken]
