@@ -123,8 +123,7 @@ def dock_state(outputs: dict[str, Any], figures: dict[str, Any], out_dir: Path, 
     if "prediction" in outputs and "model" in outputs:
         artifacts[PREDICTION] = {"path": str(outputs["prediction"]), "model": str(outputs["model"])}
     home = str(Path(out_dir).resolve())
-    return {"run": {"name": group_name, "folder": "."},
-            "artifacts": run_layers.map_artifact_paths(artifacts, lambda p: run_layers.relative_to(p, home))}
+    return run_layers.portable_state(run_layers.RunInfo(group_name, home), artifacts, home)
 
 
 def write_project(out_dir: str | Path, specs: Sequence[LayerSpec], file_name: str, group_name: str,

@@ -136,25 +136,13 @@ class DockContext(QObject):
 
     # -- persistence ---------------------------------------------------------------------------
 
-    def _project_home(self) -> str:
-        """The project's folder; '' while QGIS is deleting the project (state saved on the way
-        out must not raise inside a Qt slot: PyQt aborts the process then)."""
-        try:
-            return self.project.homePath()
-        except RuntimeError:
-            return ""
-
     def to_dict(self) -> dict[str, Any]:
         """The state to save; files inside the project's folder are stored relative to it, like
         the layers (QGIS's relative paths), so a moved or zipped project folder still continues."""
-        home = self._project_home()
-        run = (None if self.run is None
-               else {"name": self.run.name, "folder": layers.relative_to(self.run.folder, home)})
-        artifacts = layers.map_artifact_paths(self.artifacts, lambda p: layers.relative_to(p, home))
-        return {"run": run, "artifacts": artifacts}
+        return layers.portable_state(self.run, self.artifacts, self.project.homePath())
 
     def restore(self, data: dict[str, Any]) -> None:
-        home = self._project_home()
+        home = self.project.homePath()
         run = data.get("run")
         self.run = (layers.RunInfo(run["name"], layers.absolute_in(run["folder"], home))
                     if isinstance(run, dict) else None)

@@ -171,6 +171,13 @@ def map_artifact_paths(artifacts: dict[str, Any], convert: Callable[[str], str])
     return converted
 
 
+def portable_state(run: RunInfo | None, artifacts: dict[str, Any], home: str) -> dict[str, Any]:
+    """The dock's state as saved in a project whose folder is ``home``: the run and the artifacts
+    with their files inside ``home`` made relative (``restore`` makes them absolute again)."""
+    folder = None if run is None else {"name": run.name, "folder": relative_to(run.folder, home)}
+    return {"run": folder, "artifacts": map_artifact_paths(artifacts, lambda p: relative_to(p, home))}
+
+
 def save_state(state: dict[str, Any], project: QgsProject | None = None) -> None:
     (project or QgsProject.instance()).writeEntry(SCOPE, STATE_KEY, json.dumps(state, sort_keys=True))
 
