@@ -19,9 +19,10 @@ import torch
 from fixtures_reference import virginia_composite
 from osgeo import gdal
 
-from geedl_plugin.core.errors import GeedlError
+from geedl_plugin.core.errors import CancelledError, GeedlError
 from geedl_plugin.core.model_metadata import read_metadata
 from geedl_plugin.core.progress import Feedback
+from geedl_plugin.core.training.checkpoint import load_checkpoint
 from geedl_plugin.core.training.data import image_info
 from geedl_plugin.core.training.regression import (
     RegressionSettings,
@@ -218,6 +219,54 @@ def test_target_in_another_crs_is_reprojected_and_said_so(areas):
     assert regression_scores(original.values[both], warped.values[both])["r2"] > 0.8
 
 
+def test_cancel_keeps_the_last_checkpoint_and_resume_continues(areas, tmp_path):
+    _, (image, target), _ = areas
+    out = tmp_path / "b12.onnx"
+    settings = dict(
+        epochs=3, steps_per_epoch=4, batch_size=4, chip_size=32, depth=2, width=4, block_size=48, threads=1
+    )
+    checks = {"n": 0}
+
+    def cancel_in_epoch_two() -> bool:
+        checks["n"] += 1
+        return checks["n"] > 6  # 5 checks per epoch: 4 steps and the one before validation
+
+    with pytest.raises(CancelledError):
+        train_regression(
+            image, target, out, RegressionSettings(**settings), Feedback(is_cancelled=cancel_in_epoch_two)
+        )
+    assert not out.exists()
+    checkpoint = out.with_suffix(".ckpt")
+    saved = load_checkpoint(checkpoint)
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1 and saved["model_type"] == "regression"
+    assert set(saved["history"][0]["val"]) >= {"rmse", "r2"}
+    resumed = train_regression(image, target, out, RegressionSettings(**settings, resume=checkpoint))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[0] == saved["history"][0]
+    assert (resumed.target_mean, resumed.target_std) == (saved["target"]["mean"], saved["target"]["std"])
+    assert load_checkpoint(checkpoint)["epoch"] == 3 and out.is_file()
+    assert read_metadata(out).output_offset == pytest.approx(saved["target"]["mean"])
+
+    messages: list[str] = []
+    again = RegressionSettings(**{**settings, "epochs": 1})
+    train_regression(image, target, out, again, Feedback(on_message=messages.append))
+    current = ("b12.onnx", "b12.ckpt", "b12.metrics.json")
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name not in current)
+    assert len([k for k in kept if k.endswith(".onnx")]) == 1, kept  # the earlier model, kept aside
+    assert any("previous version was kept" in m for m in messages)
+
+
+def test_resume_refuses_a_checkpoint_from_another_image(trained, areas, tmp_path):
+    result, _ = trained
+    _, (image, target), _ = areas
+    other = tmp_path / "three_bands.tif"
+    gdal.Translate(str(other), str(image), bandList=[1, 2, 3])
+    with pytest.raises(GeedlError, match="trained on bands"):
+        train_regression(
+            other, target, tmp_path / "x.onnx", RegressionSettings(epochs=1, resume=result.checkpoint)
+        )
+
+
 def test_regression_scores_against_definitions():
     truth = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
     predicted = np.array([1.5, 2.0, 2.5, 4.0, 9.0])
@@ -267,9 +316,11 @@ def test_regress_command_trains_predicts_and_styles(areas, capsys):
         ]
     )
     assert code == 0
-    result = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"type": "result"' in line
-    ][-1]
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    result = [r for r in records if r["type"] == "result"][-1]
+    epoch_end = [r for r in records if r.get("phase") == "epoch_end"]
+    assert len(epoch_end) == 1 and epoch_end[0]["checkpoint"].endswith("cli_b12.ckpt")
+    assert set(epoch_end[0]["val"]) >= {"rmse", "r2"} and epoch_end[0]["eta_s"] is not None
     assert result["metrics"]["scored_on"] == "validation blocks" and "r2" in result["metrics"]
     assert result["prediction"]["qml"].endswith("cli_b12_pred.qml") and prediction.exists()
     assert read_metadata(out).model_type == "regression"

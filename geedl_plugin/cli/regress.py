@@ -8,7 +8,9 @@ Example (predict SWIR B12 from the visible and NIR bands)::
 The model is an ONNX file with ``model_type`` regression and the target's scaling in its
 metadata; ``--predict`` runs it over an image with the inference runner and styles the float
 GeoTIFF with a colour ramp (``.qml`` beside it). Metrics (MAE, RMSE, R2, and the same for
-predicting the training mean) are printed and saved in ``<out>.metrics.json``.
+predicting the training mean) are printed and saved in ``<out>.metrics.json``. A checkpoint
+(``<out>.ckpt``) is written after every epoch; SIGTERM/SIGINT stops between two steps and
+``--resume <out>.ckpt`` continues. ``--progress jsonl`` prints the same records as ``train``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import argparse
 
 from ..core.errors import GeedlError
-from . import add_progress_option, emit_result, feedback_from_args
+from . import add_progress_option, emit_result
+from .training_io import training_io
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--resume", help="checkpoint (.ckpt) of an interrupted run to continue from")
     parser.add_argument("--predict", metavar="IMAGE", help="after training, predict this image")
     parser.add_argument("--predict-out", metavar="TIF", help="where to write the prediction (float32)")
     add_progress_option(parser)
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.predict) != bool(args.predict_out):
         raise GeedlError("--predict and --predict-out go together (the image and the output file).")
-    feedback = feedback_from_args(args, "regress")
+    feedback, records = training_io(args)
     settings = RegressionSettings(
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -74,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         target_nodata=args.target_nodata,
         target_band=args.target_band,
+        resume=args.resume,
     )
-    result = train_regression(args.image, args.target, args.out, settings, feedback)
+    result = train_regression(args.image, args.target, args.out, settings, feedback, on_record=records)
     payload = result.summary()
     if args.predict:
         from ..core.inference import PredictParams, run_predict

@@ -25,14 +25,11 @@ checkpoint stays valid, so ``--resume model.ckpt`` continues from it.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
 from pathlib import Path
 
 from ..core.errors import GeedlError
-from ..core.progress import Feedback, text_feedback
 from . import add_progress_option, emit_result
+from .training_io import training_io
 
 MODEL_CHOICES = ("unet", "pixelcnn", "temporal", "segnet")
 
@@ -104,37 +101,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _jsonl(record: dict) -> None:
-    print(json.dumps(record, default=str), flush=True)
-
-
-def _feedback(args: argparse.Namespace, stop: dict) -> Feedback:
-    def cancelled() -> bool:
-        return bool(stop["flag"])
-
-    if args.progress == "jsonl":
-        return Feedback(
-            on_message=lambda m: _jsonl({"type": "message", "message": m}), is_cancelled=cancelled
-        )
-    text = text_feedback()
-    return Feedback(on_message=text.on_message, is_cancelled=cancelled)
-
-
-def _install_stop_handlers(stop: dict) -> None:
-    """SIGTERM/SIGINT ask training to stop between steps (the QgsTask terminates the process)."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        if stop["flag"]:  # a second signal: stop now
-            raise KeyboardInterrupt
-        stop["flag"] = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            signal.signal(sig, handler)
-        except (ValueError, OSError):  # not the main thread (tests calling main() from a thread)
-            pass
-
-
 def _class_spec(args: argparse.Namespace):
     from ..core.training import ClassSpec
 
@@ -166,10 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.atomic import check_writable
     from ..core.training import TrainSettings, load_training_data
 
-    stop = {"flag": False}
-    _install_stop_handlers(stop)
-    feedback = _feedback(args, stop)
-    records = _jsonl if args.progress == "jsonl" else _text_record
+    feedback, records = training_io(args)
     spec = _class_spec(args)
     model = args.model
     if args.finetune_from:
@@ -225,15 +188,3 @@ def run(args: argparse.Namespace) -> int:
     result = train_on_data(data, settings, Path(args.out), feedback=feedback, on_record=records)
     emit_result(args, result.summary())
     return 0
-
-
-def _text_record(record: dict) -> None:
-    """Text mode: one line per epoch (the step lines would flood a terminal)."""
-    if record.get("phase") == "epoch_end":
-        eta = record.get("eta_s")
-        print(
-            f"[{record.get('percent', 0):5.1f}%] {record.get('message', '')}"
-            + (f" (ETA {eta:.0f} s)" if eta else ""),
-            file=sys.stderr,
-            flush=True,
-        )

@@ -61,12 +61,17 @@ def _dataset_files(path: Path) -> list[Path]:
 
 
 def backup(path: str | Path) -> Path | None:
-    """Copy an existing dataset (with its sidecars) to ``name.bak-YYYYmmdd-HHMMSS.ext``."""
+    """Copy an existing dataset (with its sidecars) to ``name.bak-YYYYmmdd-HHMMSS.ext`` (``-2``,
+    ``-3``, ... when that name is taken)."""
     path = Path(path)
     if not path.exists():
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.stem}.bak-{stamp}{path.suffix}")
+    serial = 1
+    while target.exists():  # two backups in one second must not overwrite the first
+        serial += 1
+        target = path.with_name(f"{path.stem}.bak-{stamp}-{serial}{path.suffix}")
     for source in _dataset_files(path):
         if source.exists():
             destination = target.with_name(target.stem + source.name[len(path.stem):])

@@ -27,7 +27,6 @@ ramp (:mod:`geedl_plugin.core.ramp`: a QGIS ``.qml`` beside it and a GDAL color-
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,15 @@ from osgeo import gdal
 from ..atomic import check_writable
 from ..errors import GeedlError
 from ..model_metadata import IGNORE_INDEX, ModelMetadata
+from ..models import model_spec
 from ..models.unet import UNet
 from ..progress import Feedback, silent
 from ..raster_io import crs_label, open_raster, same_crs, srs_from_wkt
 from ..version import plugin_version_if_known
-from .checkpoint import save_checkpoint
+from .checkpoint import check_free_space, load_checkpoint
 from .data import ImageInfo, Scene, image_info, read_image
 from .export import export_onnx
+from .loop import LoopPlan, Record, Validation, backup_previous, run_epochs
 from .predict import predict_map
 from .report import write_metrics_json
 from .sampler import Normalization, TrainingArea, augment, compute_normalization
@@ -82,6 +83,11 @@ class RegressionSettings:
     tile_size: int = 256
     target_nodata: float | None = None
     target_band: int = 1
+    #: weight averaging as in classification (:class:`.settings.TrainSettings.ema_decay`)
+    ema_decay: float = 0.99
+    #: a checkpoint of an interrupted run (``<model>.ckpt``) to continue from
+    resume: Path | None = None
+    progress_interval_s: float = 1.0
 
     def validate(self) -> None:
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
@@ -92,6 +98,8 @@ class RegressionSettings:
             raise GeedlError(f"Validation split {self.val_split!r} is not 'blocks' or 'none'.")
         if self.learning_rate <= 0:
             raise GeedlError("The learning rate must be positive.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise GeedlError(f"The weight averaging decay {self.ema_decay} must be in [0, 1).")
 
 
 @dataclass
@@ -352,15 +360,100 @@ def _predict_values(
     return out[0] * np.float32(std) + np.float32(mean)
 
 
+class _RegressionObjective:
+    """The loop's objective for a continuous target: masked Huber loss on standardised values,
+    RMSE (in the target's units) on the held-out blocks."""
+
+    min_delta = 0.0
+
+    nan_advice = "check the target for extreme values or lower the learning rate."
+
+    def __init__(
+        self,
+        settings: RegressionSettings,
+        normalised: np.ndarray,
+        standardised: np.ndarray,
+        values: np.ndarray,
+        valid: np.ndarray,
+        train_mask: np.ndarray,
+        val_mask: np.ndarray,
+        stats: tuple[float, float],
+        device: str,
+        extras: dict[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.normalised, self.standardised, self.values = normalised, standardised, values
+        self.valid, self.train_mask, self.val_mask = valid, train_mask, val_mask
+        self.mean, self.std = stats
+        self.device = device
+        self.extras = extras
+
+    def sampler(self, epoch: int) -> RegressionSampler:
+        s = self.settings
+        return RegressionSampler(
+            self.normalised,
+            self.standardised,
+            self.valid,
+            self.train_mask,
+            s.chip_size,
+            s.augment,
+            s.seed * 1000 + epoch,
+        )
+
+    def loss(self, model: torch.nn.Module, batch: tuple[np.ndarray, ...]) -> torch.Tensor:
+        x, y, m = (torch.from_numpy(a).to(self.device) for a in batch)
+        return masked_huber(model(x), y, m, self.settings.huber_delta)
+
+    def validate(self, model: UNet) -> Validation | None:
+        if not self.val_mask.any():
+            return None
+        predicted = _predict_values(
+            model, self.normalised, self.val_mask, self.settings.tile_size, self.mean, self.std, self.device
+        )
+        scores = regression_scores(self.values[self.val_mask], predicted[self.val_mask])
+        if scores["rmse"] is None:
+            return None
+        return Validation(
+            -scores["rmse"],
+            _rounded(scores),
+            {"val": _rounded(scores)},
+            f"val RMSE {scores['rmse']:.4g}, R2 {scores['r2']:.3f}" if scores["r2"] is not None
+            else f"val RMSE {scores['rmse']:.4g}",
+        )
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return self.extras
+
+
+def _resume_state(settings: RegressionSettings, info: ImageInfo) -> dict[str, Any] | None:
+    """The checkpoint to continue from, checked against this run's image."""
+    if settings.resume is None:
+        return None
+    state = load_checkpoint(settings.resume)
+    name = Path(settings.resume).name
+    if state.get("model_type") != "regression":
+        raise GeedlError(
+            f"{name} is a classification checkpoint; resume it with 'train', or start a new regression."
+        )
+    if list(state["bands"]) != list(info.band_names):
+        raise GeedlError(
+            f"The checkpoint {name} was trained on bands {', '.join(state['bands'])}; this image has "
+            f"{', '.join(info.band_names)}. Resume with the same image."
+        )
+    return state
+
+
 def train_regression(
     image: str | Path,
     target: str | Path,
     out: str | Path,
     settings: RegressionSettings | None = None,
     feedback: Feedback | None = None,
+    on_record: Record | None = None,
 ) -> RegressionResult:
     """Train on a composite and a continuous target raster; write the ONNX model (with
-    ``model_type`` regression and output scaling), a checkpoint and a metrics JSON."""
+    ``model_type`` regression and output scaling), a checkpoint each epoch (``resume`` continues
+    from it) and a metrics JSON."""
     settings = settings or RegressionSettings()
     settings.validate()
     feedback = feedback or silent()
@@ -379,6 +472,7 @@ def train_regression(
     info = image_info(image)
     if info.time_steps != 1:
         raise GeedlError("Regression takes a single-date composite; time stacks are not supported here.")
+    resume_state = _resume_state(settings, info)
     target_raster = read_target(target, info, settings.target_band, settings.target_nodata, feedback)
     pixels = read_image(info.path)
     valid = target_raster.valid & np.all(np.isfinite(pixels), axis=0)
@@ -405,94 +499,82 @@ def train_regression(
             f"Spatial split: {len(split.val_blocks)} of {split.n_blocks} blocks of {split.block_size} px "
             "held out for validation"
         )
-    norm: Normalization = compute_normalization([scene], [train_mask], 1, seed=settings.seed)
-    normalised = norm.apply(pixels)
     values = target_raster.values
-    t_mean = float(values[train_valid].mean())
-    t_std = float(values[train_valid].std()) or 1.0
+    if resume_state is not None:  # the statistics the saved weights were trained with
+        saved = resume_state["normalization"]
+        norm = Normalization(np.asarray(saved["mean"], np.float32), np.asarray(saved["std"], np.float32))
+        t_mean, t_std = float(resume_state["target"]["mean"]), float(resume_state["target"]["std"])
+    else:
+        norm = compute_normalization([scene], [train_mask], 1, seed=settings.seed)
+        t_mean = float(values[train_valid].mean())
+        t_std = float(values[train_valid].std()) or 1.0
+    normalised = norm.apply(pixels)
     standardised = np.where(valid, (values - t_mean) / t_std, 0.0).astype(np.float32)
 
     torch.manual_seed(settings.seed)
     device = resolve_device(settings.device)
-    model = build_regression_model(normalised.shape[0], settings.depth, settings.width).to(device)
+    model = build_regression_model(normalised.shape[0], settings.depth, settings.width)
+    if resume_state is not None:
+        model.load_state_dict(resume_state["last_state"])
+        feedback.info(f"Resuming from {Path(settings.resume).name} after epoch {resume_state['epoch']}")
+    model = model.to(device)
+    check_free_space([outputs["checkpoint"], out], sum(p.numel() for p in model.parameters()))
+    backup_previous(out, outputs["checkpoint"], settings.resume, feedback)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.epochs * settings.steps_per_epoch
+    mean_list, std_list = norm.as_lists()
+    extras = {
+        "model_spec": {**model_spec(model), "model_type": "regression"},
+        "model_type": "regression",
+        "bands": list(info.band_names),
+        "normalization": {"mean": mean_list, "std": std_list},
+        "target": {
+            "mean": t_mean,
+            "std": t_std,
+            "nodata": target_raster.nodata,
+            "source": target_raster.source,
+        },
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "split": split.summary(),
+        "time_steps": 1,
+        "class_names": [],
+        "resolution": float(info.resolution),
+        "recipe": info.recipe,
+    }
+    objective = _RegressionObjective(
+        settings,
+        normalised,
+        standardised,
+        values,
+        valid,
+        train_mask,
+        val_mask,
+        (t_mean, t_std),
+        device,
+        extras,
     )
+    plan = LoopPlan(
+        epochs=settings.epochs,
+        steps=settings.steps_per_epoch,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        patience=settings.patience,
+        seed=settings.seed,
+        ema_decay=settings.ema_decay,
+        progress_interval_s=settings.progress_interval_s,
+        describe=f"regression U-Net: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{settings.steps_per_epoch} steps of {settings.batch_size} {settings.chip_size} px chips per "
+        f"epoch, device {device}",
+    )
+    loop = run_epochs(
+        model, optimizer, objective, plan, outputs["checkpoint"], device, feedback, on_record, resume_state
+    )
+    model.eval()
     has_val = bool(val_mask.any())
     eval_mask = val_mask if has_val else train_valid
-    history: list[dict[str, Any]] = []
-    best = {"rmse": math.inf, "epoch": 0, "state": {k: v.clone() for k, v in model.state_dict().items()}}
-    started = time.monotonic()
-    steps = settings.steps_per_epoch
-    total = settings.epochs * steps
-    step = 0
-    for epoch in range(1, settings.epochs + 1):
-        sampler = RegressionSampler(
-            normalised,
-            standardised,
-            valid,
-            train_mask,
-            settings.chip_size,
-            settings.augment,
-            settings.seed * 1000 + epoch,
-        )
-        model.train()
-        running = 0.0
-        for _ in range(settings.steps_per_epoch):
-            feedback.check_cancelled()
-            x, y, m = sampler.batch(settings.batch_size)
-            optimizer.zero_grad(set_to_none=True)
-            loss = masked_huber(
-                model(torch.from_numpy(x).to(device)),
-                torch.from_numpy(y).to(device),
-                torch.from_numpy(m).to(device),
-                settings.huber_delta,
-            )
-            if not torch.isfinite(loss):
-                raise GeedlError(
-                    "The training loss became NaN/inf; check the target for extreme values or lower "
-                    "the learning rate."
-                )
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += float(loss.item())
-            step += 1
-            feedback.progress(
-                85.0 * step / total,
-                f"epoch {epoch}/{settings.epochs} loss {running / (step - (epoch - 1) * steps):.4f}",
-            )
-        predicted = _predict_values(model, normalised, eval_mask, settings.tile_size, t_mean, t_std, device)
-        scores = regression_scores(values[eval_mask], predicted[eval_mask])
-        entry = {
-            "epoch": epoch,
-            "train_loss": running / settings.steps_per_epoch,
-            "val" if has_val else "train_fit": _rounded(scores),
-        }
-        history.append(entry)
-        improved = scores["rmse"] is not None and scores["rmse"] < best["rmse"] - 1e-9
-        if improved:
-            best = {
-                "rmse": scores["rmse"],
-                "epoch": epoch,
-                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            }
-        feedback.info(
-            f"epoch {epoch}: loss {entry['train_loss']:.4f}, "
-            f"{'val' if has_val else 'train'} RMSE {scores['rmse']:.4g}, R2 {scores['r2']:.3f}"
-            + (" (best)" if improved else "")
-        )
-        if epoch - best["epoch"] >= settings.patience:
-            feedback.info(f"Early stopping: no improvement for {settings.patience} epochs")
-            break
-    train_seconds = time.monotonic() - started
-    model.load_state_dict(best["state"])
-    model.eval()
 
-    feedback.progress(88.0, "scoring the best epoch on the held-out blocks")
+    feedback.progress(90.0, "scoring the best epoch on the held-out blocks")
     predicted = _predict_values(model, normalised, eval_mask, settings.tile_size, t_mean, t_std, device)
     metrics = regression_scores(values[eval_mask], predicted[eval_mask])
     baseline = regression_scores(values[eval_mask], np.full(int(eval_mask.sum()), t_mean))
@@ -506,20 +588,22 @@ def train_regression(
     }
     baseline = {**_rounded(baseline), "predicts": round(t_mean, 4)}
 
-    feedback.progress(92.0, "exporting ONNX")
+    feedback.check_cancelled()
+    feedback.progress(93.0, "exporting ONNX")
+    best_epoch = int(loop.best["epoch"])
     metadata = ModelMetadata(
         model_type="regression",
         architecture=ARCHITECTURE,
         bands=list(info.band_names),
-        norm_mean=[float(v) for v in norm.mean],
-        norm_std=[float(v) for v in norm.std],
+        norm_mean=mean_list,
+        norm_std=std_list,
         classes=[],
         tile_size=int(settings.tile_size),
         tile_overlap=int(model.tile_overlap),
         resolution=float(info.resolution),
         receptive_field=int(model.receptive_field),
         recipe=info.recipe,
-        metrics={**metrics, "baseline_mean": baseline, "best_epoch": best["epoch"]},
+        metrics={**metrics, "baseline_mean": baseline, "best_epoch": best_epoch},
         output_scale=float(t_std),
         output_offset=float(t_mean),
         plugin_version=plugin_version_if_known(),
@@ -530,34 +614,6 @@ def train_regression(
     sample = np.ascontiguousarray(normalised[:, top : top + 80, left : left + 80])
     model = model.to("cpu")
     export = export_onnx(model, out, metadata, sample)
-    save_checkpoint(
-        outputs["checkpoint"],
-        {
-            "model_spec": {
-                "name": ARCHITECTURE,
-                "in_channels": int(normalised.shape[0]),
-                "n_classes": 1,
-                "config": dict(model.config),
-                "model_type": "regression",
-            },
-            "model_state": {k: v.cpu() for k, v in model.state_dict().items()},
-            "bands": list(info.band_names),
-            "normalization": {"mean": metadata.norm_mean, "std": metadata.norm_std},
-            "target": {
-                "mean": t_mean,
-                "std": t_std,
-                "nodata": target_raster.nodata,
-                "source": target_raster.source,
-            },
-            "settings": asdict(settings),
-            "history": history,
-            "best_epoch": best["epoch"],
-            "time_steps": 1,
-            "class_names": [],
-            "resolution": float(info.resolution),
-            "recipe": info.recipe,
-        },
-    )
     payload = {
         "model": str(out),
         "model_type": "regression",
@@ -569,12 +625,14 @@ def train_regression(
         "target_std": t_std,
         "validation": metrics,
         "baseline_mean": baseline,
-        "history": history,
-        "best_epoch": best["epoch"],
+        "history": loop.history,
+        "best_epoch": best_epoch,
+        "epochs_run": loop.epochs_run,
+        "stopped_early": loop.stopped_early,
         "split": split.summary(),
-        "settings": asdict(settings),
+        "settings": extras["settings"],
         "export": export,
-        "train_seconds": round(train_seconds, 3),
+        "train_seconds": round(loop.train_seconds, 3),
         "valid_pixels": int(valid.sum()),
         "masked_target_pixels": int((~target_raster.valid).sum()),
     }
@@ -586,9 +644,9 @@ def train_regression(
         outputs["checkpoint"],
         metrics,
         baseline,
-        history,
-        best["epoch"],
-        train_seconds,
+        loop.history,
+        best_epoch,
+        loop.train_seconds,
         export,
         t_mean,
         t_std,

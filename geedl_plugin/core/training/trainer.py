@@ -19,7 +19,6 @@ seconds on a CPU.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import backup, check_writable
+from ..atomic import check_writable
 from ..errors import GeedlError
 from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX, ModelClass, ModelMetadata
 from ..models import GeedlModel, build_model, load_pretrained_encoder, model_spec, rebuild_model
@@ -40,6 +39,15 @@ from ..version import plugin_version_if_known
 from .checkpoint import check_free_space, checkpoint_for, load_checkpoint, save_checkpoint
 from .data import TrainingData
 from .export import export_onnx
+from .loop import (
+    LoopPlan,
+    Progress,
+    Validation,
+    backup_previous,
+    checkpoint_payload,
+    run_epochs,
+    state_cpu,
+)
 from .metrics import compact, confusion_matrix, scores
 from .predict import iter_tiles, predict_map
 from .report import write_comparison_png, write_metrics_json
@@ -110,71 +118,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _state_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-
-
-class _Progress:
-    """Percent, ETA and throttled structured records."""
-
-    def __init__(
-        self,
-        feedback: Feedback,
-        on_record: Record | None,
-        total_steps: int,
-        interval: float,
-        start_step: int = 0,
-    ) -> None:
-        self.feedback = feedback
-        self.on_record = on_record
-        self.total = max(1, total_steps)
-        self.interval = interval
-        self.started = time.monotonic()
-        self.start_step = start_step
-        self.last = -math.inf
-
-    def eta(self, step: int) -> float | None:
-        done = step - self.start_step
-        if done <= 0:
-            return None
-        return (time.monotonic() - self.started) / done * (self.total - step)
-
-    def percent(self, step: int) -> float:
-        return 90.0 * step / self.total
-
-    def emit(self, record: dict[str, Any], force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        step = int(record.get("step", 0))
-        eta = self.eta(step)
-        record = {
-            "type": "progress",
-            "percent": round(self.percent(step), 2),
-            "eta_s": None if eta is None else round(eta, 1),
-            **record,
-        }
-        short = (
-            f"epoch {record.get('epoch')}/{record.get('epochs')} done"
-            if record.get("phase") == "epoch_end" and self.on_record is None
-            else record.get("message", "")
-        )  # without a record consumer the epoch summary goes to feedback.info, once
-        self.feedback.progress(record["percent"], short)
-        if self.on_record is not None:
-            self.on_record(record)
-
-
-def learning_rate(settings: TrainSettings, epoch: int) -> float:
-    """Cosine decay from the base rate to 5 % of it over the planned epochs (a function of the
-    epoch alone, so a resumed run continues on the same curve)."""
-    if settings.schedule == "constant" or settings.epochs <= 1:
-        return settings.learning_rate
-    progress = (epoch - 1) / (settings.epochs - 1)
-    floor = 0.05
-    return settings.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def _loss_fn(weights: np.ndarray | None, device: str) -> torch.nn.Module:
     weight = torch.from_numpy(weights).to(device) if weights is not None else None
     return torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
@@ -216,44 +159,6 @@ def evaluate(
 
 
 @torch.no_grad()
-def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """``averaged = decay * averaged + (1 - decay) * model`` for every trainable weight."""
-    for mine, theirs in zip(averaged.parameters(), model.parameters()):
-        if theirs.requires_grad:
-            mine.lerp_(theirs.detach(), 1.0 - decay)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(
-    model: GeedlModel, sampler: ChipSampler, batch_size: int, device: str, batches: int = 12
-) -> None:
-    """Recompute batch-norm statistics for the current weights ("precise BN").
-
-    The running averages collected during training mix statistics of older weights and, with
-    small batches of very different chips (a lake, a field, a cloud), swing from batch to
-    batch; validation scores then jumped by 0.2 IoU between epochs on the Brandenburg scene.
-    A cumulative average over a dozen fresh batches with the weights fixed is stable and costs
-    a fraction of an epoch. Frozen (pretrained, eval-mode) layers keep their statistics.
-    """
-    layers = [
-        m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
-    ]
-    if not layers:
-        return
-    saved = [m.momentum for m in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative moving average
-    try:
-        for _ in range(batches):
-            x, _y = sampler.batch(batch_size)
-            model(torch.from_numpy(x).to(device))
-    finally:
-        for layer, momentum in zip(layers, saved):
-            layer.momentum = momentum
-
-
-@torch.no_grad()
 def collect_features(
     model: GeedlModel, image: np.ndarray, pixels: np.ndarray, tile: int, device: str
 ) -> np.ndarray:
@@ -272,6 +177,60 @@ def collect_features(
         rr, cc = np.nonzero(core)
         found.append(feats[:, rr + (y0 - ry0), cc + (x0 - rx0)].T.float().cpu().numpy())
     return np.concatenate(found) if found else np.zeros((0, 0), dtype=np.float32)
+
+
+class _Classification:
+    """The loop's objective for class labels: balanced chips, weighted cross-entropy with the
+    ignore index, mean IoU on the validation blocks."""
+
+    min_delta = 1e-4
+    nan_advice = "lower --lr or check the image for extreme values."
+
+    def __init__(self, trainer: Trainer, model: GeedlModel, context: dict[str, Any]) -> None:
+        self.trainer = trainer
+        self.model = model
+        self.context = context
+        self.loss_fn = _loss_fn(context["weights"], trainer.device)
+        self.val_masks = context["split"].val_masks
+        self.has_val = any(m.any() for m in self.val_masks)
+
+    def sampler(self, epoch: int) -> ChipSampler:
+        return self.trainer._sampler(self.model, self.context, epoch)
+
+    def loss(self, model: torch.nn.Module, batch: tuple[np.ndarray, ...]) -> torch.Tensor | None:
+        device = self.trainer.device
+        x, y = torch.from_numpy(batch[0]).to(device), torch.from_numpy(batch[1]).to(device)
+        loss = self.loss_fn(model(x), y)
+        if not torch.isfinite(loss) and bool((y == IGNORE_INDEX).all()):
+            return None  # a chip with no labelled pixel: nothing to learn, not an error
+        return loss
+
+    def validate(self, model: GeedlModel) -> Validation | None:
+        if not self.has_val:
+            return None
+        t = self.trainer
+        metrics = evaluate(
+            model,
+            self.context["images"],
+            self.context["labels"],
+            self.val_masks,
+            t.data.class_names,
+            t.settings.tile_size,
+            t.device,
+            self.context["weights"],
+        )
+        entry = {"val_loss": metrics["loss"], "val": compact(metrics)}
+        if metrics["mean_iou"] is None:
+            return Validation(-metrics["loss"], metrics, entry, "")
+        per_class = ", ".join(
+            f"{name} {v['iou']:.2f}" for name, v in metrics["per_class"].items() if v["iou"] is not None
+        )
+        return Validation(
+            metrics["mean_iou"], metrics, entry, f"val mIoU {metrics['mean_iou']:.3f} ({per_class})"
+        )
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return self.trainer._checkpoint_extras(self.context)
 
 
 class Trainer:
@@ -312,18 +271,6 @@ class Trainer:
         chosen = "weights" if rare < AUTO_BALANCE_SHARE else "none"
         self.feedback.info(f"Class balancing: {chosen} (rarest class {rare:.1%} of the training labels)")
         return chosen
-
-    def _backup_previous(self) -> None:
-        """Copy a model (and its checkpoint) from an earlier run aside before this run replaces
-        them: a retrained model must never silently destroy the one it was made from."""
-        resuming = (
-            self.settings.resume is not None
-            and Path(self.settings.resume).resolve() == Path(self.outputs.checkpoint).resolve()
-        )
-        for path in (self.outputs.model, None if resuming else self.outputs.checkpoint):
-            if path is not None and Path(path).exists():
-                saved = backup(path)
-                self.feedback.info(f"{Path(path).name} exists; the previous version was kept as {saved.name}")
 
     def _align_classes(self, state: dict[str, Any]) -> None:
         """Fine-tuning keeps the model's classes and bands: map the new labels onto them."""
@@ -490,7 +437,9 @@ class Trainer:
         model = self._model().to(self.device)
         n_params = sum(p.numel() for p in model.parameters())
         check_free_space([self.outputs.checkpoint, self.outputs.model], n_params)
-        self._backup_previous()
+        backup_previous(
+            self.outputs.model, self.outputs.checkpoint, s.resume, self.feedback
+        )
         images = [norm.apply(scene.image) for scene in self.data.scenes]
         labels = [scene.label for scene in self.data.scenes]
         train_labels = [scene.training_label for scene in self.data.scenes]
@@ -551,29 +500,9 @@ class Trainer:
             )
         return max(1, math.ceil(samples / s.effective_batch))
 
-    def _checkpoint_state(
-        self,
-        model: GeedlModel,
-        optimizer: torch.optim.Optimizer,
-        epoch: int,
-        best: dict[str, Any],
-        history: list[dict[str, Any]],
-        context: dict[str, Any],
-        stopped: bool,
-        averaged: GeedlModel | None = None,
-    ) -> dict[str, Any]:
+    def _checkpoint_extras(self, context: dict[str, Any]) -> dict[str, Any]:
         mean, std = context["norm"].as_lists()
         return {
-            "epoch": epoch,
-            "model_spec": model_spec(model),
-            "model_state": best["state"],
-            "last_state": _state_cpu(model),
-            "ema_state": _state_cpu(averaged) if averaged is not None and averaged is not model else None,
-            "optimizer_state": optimizer.state_dict(),
-            "best_epoch": best["epoch"],
-            "best_score": best["score"],
-            "best_metrics": best.get("metrics"),
-            "history": history,
             "class_names": list(self.data.class_names),
             "class_colors": self._colors(),
             "class_ids": self._ids(),
@@ -584,176 +513,53 @@ class Trainer:
             "normalization": {"mean": mean, "std": std},
             "settings": self.settings.to_dict(),
             "split": context["split"].summary(),
-            "stopped_early": stopped,
             "source": self.data.source,
         }
 
     def _run_epochs(self, model: GeedlModel, context: dict[str, Any]) -> TrainResult:
         s = self.settings
-        device = self.device
         optimizer = torch.optim.AdamW(
             model.trainable_parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
         )
-        loss_fn = _loss_fn(context["weights"], device)
-        history: list[dict[str, Any]] = []
-        best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": _state_cpu(model), "metrics": None}
-        first_epoch = 1
-        stopped = False
-        averaged = copy.deepcopy(model) if s.ema_decay > 0 else model  # what is validated and exported
-        if s.resume is not None and self.start_state is not None:
-            saved = self.start_state
-            optimizer.load_state_dict(saved["optimizer_state"])
-            if averaged is not model and saved.get("ema_state") is not None:
-                averaged.load_state_dict(saved["ema_state"])
-            history = list(saved.get("history", []))
-            best = {
-                "score": saved["best_score"],
-                "epoch": saved["best_epoch"],
-                "state": saved["model_state"],
-                "metrics": saved.get("best_metrics"),
-            }
-            first_epoch = int(saved["epoch"]) + 1
-            stopped = bool(saved.get("stopped_early"))
-            self.feedback.info(f"Resuming from {s.resume.name} after epoch {saved['epoch']}")
-        val_masks = context["split"].val_masks
-        has_val = any(m.any() for m in val_masks)
-        probe = self._sampler(model, context, 0)
+        resuming = s.resume is not None and self.start_state is not None
+        if resuming:
+            self.feedback.info(f"Resuming from {s.resume.name} after epoch {self.start_state['epoch']}")
+        objective = _Classification(self, model, context)
+        probe = objective.sampler(0)
         steps = self._steps_per_epoch(probe)
-        batch_size = s.effective_batch
-        total_steps = max(1, s.epochs * steps)
-        progress = _Progress(
+        plan = LoopPlan(
+            epochs=s.epochs,
+            steps=steps,
+            batch_size=s.effective_batch,
+            learning_rate=s.learning_rate,
+            patience=s.patience,
+            seed=s.seed,
+            schedule=s.schedule,
+            ema_decay=s.ema_decay,
+            progress_interval_s=s.progress_interval_s,
+            describe=f"{s.model}: {context['n_params']:,} parameters, {steps} steps of {s.effective_batch} "
+            f"{probe.chip} px chips per epoch, device {self.device}",
+        )
+        loop = run_epochs(
+            model,
+            optimizer,
+            objective,
+            plan,
+            self.outputs.checkpoint,
+            self.device,
             self.feedback,
             self.on_record,
-            total_steps,
-            s.progress_interval_s,
-            start_step=(first_epoch - 1) * steps,
+            self.start_state if resuming else None,
         )
-        self.feedback.info(
-            f"{s.model}: {context['n_params']:,} parameters, {steps} steps of {batch_size} "
-            f"{probe.chip} px chips per epoch, device {device}"
-        )
-        seen_samples, train_time = 0, 0.0
-        epoch = first_epoch - 1
-        for epoch in range(first_epoch, s.epochs + 1):
-            if stopped:
-                break
-            torch.manual_seed(s.seed * 1000 + epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(s, epoch)
-            sampler = self._sampler(model, context, epoch)
-            model.train()
-            running, count = 0.0, 0
-            started = time.monotonic()
-            for step in range(1, steps + 1):
-                self.feedback.check_cancelled()
-                x, y = sampler.batch(batch_size)
-                x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x_t), y_t)
-                if not torch.isfinite(loss):
-                    if (y_t == IGNORE_INDEX).all():
-                        continue
-                    raise GeedlError(
-                        "The training loss became NaN/inf; lower --lr or check the image for extreme values."
-                    )
-                loss.backward()
-                optimizer.step()
-                if averaged is not model:
-                    done = (epoch - 1) * steps + step
-                    update_average(averaged, model, min(s.ema_decay, (1 + done) / (10 + done)))
-                running += float(loss.item())
-                count += 1
-                seen_samples += batch_size
-                global_step = (epoch - 1) * steps + step
-                progress.emit(
-                    {
-                        "phase": "train",
-                        "epoch": epoch,
-                        "epochs": s.epochs,
-                        "step": global_step,
-                        "steps": total_steps,
-                        "batch": step,
-                        "batches": steps,
-                        "loss": round(running / max(1, count), 5),
-                        "message": f"epoch {epoch}/{s.epochs} step {step}/{steps} "
-                        f"loss {running / max(1, count):.4f}",
-                    }
-                )
-            self.feedback.check_cancelled()
-            averaged.train()
-            recalibrate_batchnorm(averaged, sampler, batch_size, device, batches=min(12, max(2, steps // 2)))
-            train_time += time.monotonic() - started
-            train_loss = running / max(1, count)
-            entry: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "seconds": round(time.monotonic() - started, 3),
-            }
-            if has_val:
-                metrics = evaluate(
-                    averaged,
-                    context["images"],
-                    context["labels"],
-                    val_masks,
-                    self.data.class_names,
-                    s.tile_size,
-                    device,
-                    context["weights"],
-                )
-                score = metrics["mean_iou"] if metrics["mean_iou"] is not None else -metrics["loss"]
-                entry.update({"val_loss": metrics["loss"], "val": compact(metrics)})
-            else:
-                metrics, score = None, -train_loss
-            improved = score > best["score"] + 1e-4
-            if improved:
-                best = {"score": score, "epoch": epoch, "state": _state_cpu(averaged), "metrics": metrics}
-            history.append(entry)
-            stopped = epoch - best["epoch"] >= s.patience
-            save_checkpoint(
-                self.outputs.checkpoint,
-                self._checkpoint_state(model, optimizer, epoch, best, history, context, stopped, averaged),
-            )
-            message = (
-                f"epoch {epoch}/{s.epochs}: loss {train_loss:.4f}"
-                + (
-                    f", val mIoU {metrics['mean_iou']:.3f} ("
-                    + ", ".join(
-                        f"{name} {v['iou']:.2f}"
-                        for name, v in metrics["per_class"].items()
-                        if v["iou"] is not None
-                    )
-                    + ")"
-                    if metrics and metrics["mean_iou"] is not None
-                    else ""
-                )
-                + (" (best)" if improved else "")
-            )
-            progress.emit(
-                {
-                    "phase": "epoch_end",
-                    "epoch": epoch,
-                    "epochs": s.epochs,
-                    "step": epoch * steps,
-                    "steps": total_steps,
-                    "loss": round(train_loss, 5),
-                    "val": entry.get("val"),
-                    "val_loss": entry.get("val_loss"),
-                    "best_epoch": best["epoch"],
-                    "checkpoint": str(self.outputs.checkpoint),
-                    "message": message,
-                },
-                force=True,
-            )
-            if self.on_record is None:  # the record already carries the message
-                self.feedback.info(message)
-            if stopped and epoch < s.epochs:
-                self.feedback.info(
-                    f"Early stopping: no improvement for {s.patience} epochs; best epoch {best['epoch']}"
-                )
-        model.load_state_dict(best["state"])
-        rate = seen_samples / train_time if train_time > 0 else 0.0
         return self._finish(
-            model, context, history, best, epoch, stopped and epoch < s.epochs, train_time, rate
+            model,
+            context,
+            loop.history,
+            loop.best,
+            loop.epochs_run,
+            loop.stopped_early,
+            loop.train_seconds,
+            loop.samples_per_second,
         )
 
     def _run_head_only(self, model: GeedlModel, context: dict[str, Any]) -> TrainResult:
@@ -776,7 +582,7 @@ class Trainer:
         batch = 4096
         steps_per_epoch = max(1, math.ceil(len(x_all) / batch))
         total = max(1, s.epochs * steps_per_epoch)
-        progress = _Progress(self.feedback, self.on_record, total, s.progress_interval_s)
+        progress = Progress(self.feedback, self.on_record, total, s.progress_interval_s)
         generator = torch.Generator().manual_seed(s.seed)
         history: list[dict[str, Any]] = []
         for head_module in model.head_modules():
@@ -806,12 +612,13 @@ class Trainer:
             history.append({"epoch": epoch, "train_loss": running / steps_per_epoch})
         train_time = time.monotonic() - started
         self.feedback.info(f"Head retrained on {len(x_all):,} corrected pixels in {train_time:.1f} s")
-        best = {"score": 0.0, "epoch": s.epochs, "state": _state_cpu(model), "metrics": None}
+        best = {"score": 0.0, "epoch": s.epochs, "state": state_cpu(model), "metrics": None}
         optimizer_full = torch.optim.AdamW(head_params, lr=s.learning_rate)
-        stopped = False
         save_checkpoint(
             self.outputs.checkpoint,
-            self._checkpoint_state(model, optimizer_full, s.epochs, best, history, context, stopped),
+            checkpoint_payload(
+                model, optimizer_full, s.epochs, best, history, False, self._checkpoint_extras(context)
+            ),
         )
         rate = len(x_all) * s.epochs / train_time if train_time > 0 else 0.0
         return self._finish(model, context, history, best, s.epochs, False, train_time, rate)
