@@ -95,6 +95,14 @@ def test_train_regression_then_run_model(geedl_provider, runner_settings, tmp_pa
     assert result["OUTPUT"] == str(model) and model.is_file()
     assert read_metadata(model).model_type == "regression"
     assert "rmse" in json.dumps(json.loads(result["RESULT"])["metrics"]).lower()
+    first = json.loads(Path(result["METRICS"]).read_text())["history"]
+    resumed = processing.run("geedl:trainregression", {
+        "IMAGE": str(inputs), "TARGET": str(target), "EPOCHS": 2, "STEPS_PER_EPOCH": 3, "BATCH_SIZE": 4,
+        "CHIP_SIZE": 32, "DEPTH": 2, "WIDTH": 8, "THREADS": 2, "DEVICE": "cpu",
+        "RESUME": str(model.with_suffix(".ckpt")), "OUTPUT": str(model)})
+    history = json.loads(Path(resumed["METRICS"]).read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == first[0]
+    assert len(list(tmp_path.glob("b12.bak-*.onnx"))) == 1  # the 1-epoch model was kept aside
     prediction = tmp_path / "pred.tif"
     processing.run("geedl:runmodel", {"MODEL": str(model), "IMAGE": str(inputs), "OUTPUT": str(prediction),
                                       "DEVICE": "cpu"})

@@ -220,6 +220,7 @@ class TrainRegressionAlgorithm(CliAlgorithm):
     SEED = "SEED"
     THREADS = "THREADS"
     DEVICE = "DEVICE"
+    RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     METRICS = "METRICS"
     RESULT = "RESULT"
@@ -253,6 +254,8 @@ class TrainRegressionAlgorithm(CliAlgorithm):
                                                        minValue=0))
         self.addParameter(enum_parameter(self.DEVICE, "Device", choices(cli, "device"),
                                          cli.get_default("device")))
+        self.addParameter(QgsProcessingParameterFile(self.RESUME, "Resume from checkpoint (.ckpt)",
+                                                     extension="ckpt", optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model", "ONNX models (*.onnx)"))
         self.addOutput(QgsProcessingOutputFile(self.METRICS, "Metrics (JSON)"))
         self.addOutput(QgsProcessingOutputString(self.RESULT, "Result (JSON)"))
@@ -279,6 +282,9 @@ class TrainRegressionAlgorithm(CliAlgorithm):
         threads = self.parameterAsInt(parameters, self.THREADS, context)
         if threads > 0:
             args += ["--threads", str(threads)]
+        resume = self.parameterAsFile(parameters, self.RESUME, context)
+        if resume:
+            args += ["--resume", resume]
         result = self.run_command("regress", args, core, feedback)
         return {self.OUTPUT: result.get("model", out), self.METRICS: result.get("metrics_json"),
                 self.RESULT: json.dumps(result, default=str)}
