@@ -267,6 +267,23 @@ def test_resume_refuses_a_checkpoint_from_another_image(trained, areas, tmp_path
         )
 
 
+def test_train_refuses_to_resume_a_regression_checkpoint(trained, areas, tmp_path):
+    from geedl_plugin.core.training import TrainSettings, load_training_data, train_on_data
+
+    result, _ = trained
+    _, (image, target), _ = areas
+    labels = tmp_path / "classes.tif"
+    ds = gdal.Open(str(target))
+    values = (ds.ReadAsArray() > 1500).astype(np.uint8)
+    out = gdal.GetDriverByName("GTiff").CreateCopy(str(labels), ds)
+    out.GetRasterBand(1).SetNoDataValue(255)
+    out.GetRasterBand(1).WriteArray(values)
+    out = None
+    data = load_training_data(image, labels)
+    with pytest.raises(GeedlError, match="regression run; resume it with 'regress'"):
+        train_on_data(data, TrainSettings(epochs=1, resume=result.checkpoint), tmp_path / "c.onnx")
+
+
 def test_regression_scores_against_definitions():
     truth = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
     predicted = np.array([1.5, 2.0, 2.5, 4.0, 9.0])

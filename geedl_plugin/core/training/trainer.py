@@ -310,6 +310,11 @@ class Trainer:
         if s.resume is not None:
             self.start_state = load_checkpoint(s.resume)
             saved = self.start_state
+            if saved.get("model_type") == "regression":
+                raise GeedlError(
+                    f"The checkpoint {s.resume.name} is from a regression run; resume it with 'regress' "
+                    "(or start a new classification training)."
+                )
             if saved["model_spec"]["name"] != s.model:
                 raise GeedlError(
                     f"The checkpoint {s.resume.name} is a {saved['model_spec']['name']} model, not "
