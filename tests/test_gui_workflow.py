@@ -4,8 +4,10 @@ export a shapefile, train a small model, run it, evaluate; every layer lands in 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+from pathlib import Path
 
 from fixtures_gui import (  # noqa: F401
     BRANDENBURG_CRS,
@@ -105,6 +107,15 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     assert dock.ctx.has(MODEL), train.status.text()
     assert not train.metrics.isHidden() and train.metrics.rowCount() >= 3
     assert "val mIoU" in train.plot.series
+
+    # train one more epoch: continue the same run from its checkpoint
+    assert train.resume_button.isEnabled()
+    train.epochs.setValue(2)
+    qtbot.mouseClick(train.resume_button, Qt.LeftButton)
+    wait_for_tasks(qtbot, dock, timeout_ms=600000)
+    history = json.loads(Path(dock.ctx.artifact(MODEL)["metrics_json"]).read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2], train.status.text()
+    assert len(list(Path(dock.ctx.run.folder).glob("model.bak-*.onnx"))) == 1  # the 1-epoch model, kept
 
     # predict: the model just trained is offered with its metadata
     predict = dock.step(PredictStep)

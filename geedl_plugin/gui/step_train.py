@@ -3,8 +3,10 @@
 Training imports torch, which never loads inside QGIS: the task starts ``<runner python> -m
 geedl_plugin train ... --progress jsonl`` (the interpreter is a setting) and each JSON line it
 prints updates the progress bar and the plot. Cancel ends the subprocess; the checkpoint of
-the last finished epoch stays beside the model. "Fast retrain" fine-tunes only the head of the
-current model on the corrected labels (seconds, not minutes: the human-in-the-loop step).
+the last finished epoch stays beside the model, and "Continue from checkpoint" resumes it (also
+after QGIS was closed, or with more epochs to train longer). "Fast retrain" fine-tunes only the
+head of the current model on the corrected labels (seconds, not minutes: the human-in-the-loop
+step).
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class TrainStep(Step):
         self.train_row = ProgressRow("Train")
         self.train_row.button.clicked.connect(lambda: self.train(fast=False))
         self.layout_.addLayout(self.train_row)
+        self.resume_button = QPushButton("Continue from checkpoint")
+        self.resume_button.setToolTip("Continue this run's last training from the checkpoint of its last "
+                                      "finished epoch (after a cancel; raise Epochs first to train longer)")
+        self.resume_button.clicked.connect(lambda: self.train(fast=False, resume=True))
+        self.layout_.addWidget(self.resume_button)
         self.retrain_button = QPushButton("Fast retrain on corrected labels")
         self.retrain_button.setToolTip("Fine-tune only the head of the current model on the edited labels")
         self.retrain_button.clicked.connect(lambda: self.train(fast=True))
@@ -118,11 +125,19 @@ class TrainStep(Step):
             self.restored_classes = None
         ready = self.train_row.task is None and not self.missing() and not self.unavailable
         self.train_row.button.setEnabled(ready)
+        self.resume_button.setEnabled(ready and self.checkpoint() is not None)
         self.retrain_button.setEnabled(ready and self.ctx.has(MODEL))
+
+    def checkpoint(self) -> Path | None:
+        """The checkpoint "Train" writes in this run's folder, when there is one to continue."""
+        if self.ctx.run is None:
+            return None
+        path = Path(self.ctx.run.folder) / "model.ckpt"
+        return path if path.is_file() else None
 
     # -- run -----------------------------------------------------------------------------------
 
-    def arguments(self, out: Path, fast: bool) -> list[str]:
+    def arguments(self, out: Path, fast: bool, resume: bool = False) -> list[str]:
         composite = self.ctx.artifact(COMPOSITE)
         labels = self.ctx.artifact(LABELS)
         args = ["--model", self.model.currentData(), "--image", composite["path"],
@@ -140,9 +155,11 @@ class TrainStep(Step):
             args.append("--no-augment")
         if fast:
             args += ["--finetune-from", self.ctx.artifact(MODEL)["path"], "--head-only"]
+        elif resume:
+            args += ["--resume", str(out.with_suffix(".ckpt"))]
         return args
 
-    def train(self, fast: bool = False) -> None:
+    def train(self, fast: bool = False, resume: bool = False) -> None:
         if self.missing():
             self.ctx.error("train", f"Training needs {self.missing()}.")
             return
@@ -150,8 +167,9 @@ class TrainStep(Step):
         out = self.ctx.path(name)
         if fast and Path(self.ctx.artifact(MODEL)["path"]) == out:
             out = self.ctx.path("model-retrained-2.onnx")
-        task = RunnerTask("geedl: fast retrain" if fast else "geedl: train", "train",
-                          self.arguments(out, fast), python=self.ctx.settings().runner_python)
+        title = "geedl: fast retrain" if fast else "geedl: continue training" if resume else "geedl: train"
+        task = RunnerTask(title, "train", self.arguments(out, fast, resume),
+                          python=self.ctx.settings().runner_python)
         self.plot.clear()
         self.metrics.setVisible(False)
         self.status.setText("Starting the runner (loading torch) ...")
@@ -159,6 +177,7 @@ class TrainStep(Step):
         self.ctx.start_task(task, lambda result: self._trained(result, out), "train", on_end=self._ended)
         self.train_row.attach(task)
         self.retrain_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
 
     def on_line(self, line: Any) -> None:
         """One JSON line of the runner: plot per-step loss and per-epoch validation scores."""
