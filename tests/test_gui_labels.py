@@ -9,10 +9,18 @@ from fixtures_gui import dock_fixture, draw_region, fetch_sample, gui_settings_f
 from osgeo import gdal
 from qgis.core import QgsPalettedRasterRenderer
 from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QTextDocument
 
 from geedl_plugin.gui import layers
 from geedl_plugin.gui.context import MASK
 from geedl_plugin.gui.step_labels import LabelsStep
+
+
+def displayed(label) -> str:
+    """The text a rich-text QLabel shows (markup rendered, entities decoded)."""
+    document = QTextDocument()
+    document.setHtml(label.text())
+    return document.toPlainText()
 
 
 def test_rule_masks_with_thresholds_and_expression(dock, qtbot, qgis_canvas):
@@ -25,7 +33,12 @@ def test_rule_masks_with_thresholds_and_expression(dock, qtbot, qgis_canvas):
     assert set(labels.param_widgets) == {"method", "threshold", "mask_dilated_cloud"}
     labels.param_widgets["method"].setCurrentIndex(labels.param_widgets["method"].findData("mndwi"))
     labels.param_widgets["threshold"].setValue(0.1)
-    assert "MNDWI > 0.1" in labels.rule_text.text()
+    assert "MNDWI > 0.1" in displayed(labels.rule_text)
+    labels.rule.setCurrentIndex(labels.rule.findData("crop"))
+    assert "HUE < 0 && NDVI > 0" in displayed(labels.rule_text), labels.rule_text.text()
+    labels.rule.setCurrentIndex(labels.rule.findData("water"))
+    labels.param_widgets["method"].setCurrentIndex(labels.param_widgets["method"].findData("mndwi"))
+    labels.param_widgets["threshold"].setValue(0.1)
     qtbot.mouseClick(labels.mask_row.button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not dock.ctx.tasks.busy(), timeout=60000)
     mask = dock.ctx.layer(MASK)

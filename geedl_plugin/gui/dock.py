@@ -9,6 +9,7 @@ project, and restored, together with Earth Engine preview layers, when the proje
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from qgis.core import Qgis, QgsProject
@@ -89,7 +90,9 @@ class GeedlDock(QgsDockWidget):
 
     def refresh(self) -> None:
         run = self.ctx.run
-        self.run_label.setText(f"Run: <b>{run.name}</b>" if run else "No run yet: start with a region.")
+        self.run_label.setText(
+            f"Run: <b>{html.escape(run.name)}</b>" if run else "No run yet: start with a region."
+        )
         for index, step in enumerate(self.steps):
             step.refresh()
             need = step.missing()

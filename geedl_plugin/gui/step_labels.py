@@ -11,6 +11,7 @@ raster becomes the mask that "Make polygons" turns into label polygons.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +224,11 @@ class LabelsStep(Step):
         try:
             spec, params = self.rule_spec()
             rules = rule_from_spec(spec, **params) if spec else None
-            self.rule_text.setText(f"Rule: <code>{rules.to_expression()}</code>" if rules else "")
+            # escaped: "HUE < 0 && NDVI > 0" is not markup (QLabel showed "(HUE 0) ? 1 : (0)")
+            shown = f"Rule: <code>{html.escape(rules.to_expression())}</code>" if rules else ""
+            self.rule_text.setText(shown)
         except GeedlError as exc:
-            self.rule_text.setText(f"<span style='color:#b00000'>{exc}</span>")
+            self.rule_text.setText(f"<span style='color:#b00000'>{html.escape(str(exc))}</span>")
 
     def _existing_box(self) -> QGroupBox:
         box = QGroupBox("Or: existing polygons as labels")

@@ -8,6 +8,7 @@ map extent or the region of step 1. The class map arrives styled with the model'
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,13 @@ def build_region(area: dict[str, Any] | None) -> Region | None:
 
 
 def describe_metadata(meta: ModelMetadata) -> str:
-    swatches = " ".join(f"<span style='color:{c.color}'>&#9632;</span> {c.id} {c.name}" for c in meta.classes)
-    return (f"<b>{meta.architecture}</b> ({meta.model_type}), bands {', '.join(meta.bands)}"
+    """The model's line in the Predict step (rich text; names from the file are escaped)."""
+    swatches = " ".join(
+        f"<span style='color:{html.escape(c.color)}'>&#9632;</span> {c.id} {html.escape(c.name)}"
+        for c in meta.classes
+    )
+    return (f"<b>{html.escape(meta.architecture)}</b> ({meta.model_type}), "
+            f"bands {html.escape(', '.join(meta.bands))}"
             + (f" x {meta.time_steps} steps" if meta.time_steps > 1 else "")
             + f", {meta.resolution:g} m, tile {meta.tile_size} (overlap {meta.tile_overlap})<br>{swatches}")
 
