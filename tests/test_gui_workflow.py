@@ -48,7 +48,7 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     labels = dock.step(LabelsStep)
     dock.toolbox.setCurrentIndex(2)
     labels.existing_layer.setLayer(osm_layer)
-    labels.existing_field.setField("fclass")
+    assert labels.existing_field.currentField() == "fclass"  # preselected, not the first field "fid"
     qtbot.mouseClick(labels.use_existing_button, Qt.LeftButton)
     assert dock.ctx.artifact(LABELS)["field"] == "fclass"
     assert {"farm", "forest", "water"} <= set(dock.ctx.artifact(LABELS)["classes"])

@@ -94,3 +94,12 @@ def test_style_follows_the_legend_names_and_colours(qgis_app):
     context.setFeature(feature)
     assert expression.evaluate(context) == "O'Brien's field"
     assert 'value="0" label="other"' not in qml  # the background is not drawn
+
+
+def test_likely_class_field_prefers_known_class_names():
+    from geedl_plugin.core.labels.schema import likely_class_field
+
+    assert likely_class_field(["fid", "osm_id", "code", "fclass", "name"]) == "fclass"  # OSM land use
+    assert likely_class_field(["fid", "class_id", "class_name", "source"]) == "class_id"  # ours
+    assert likely_class_field(["FID", "Label"]) == "Label"  # any case, returned as spelled
+    assert likely_class_field(["fid", "name", "area"]) is None

@@ -37,7 +37,7 @@ from ..core.errors import GeedlError
 from ..core.labels.chips import ChipsParams, run_chips
 from ..core.labels.polygons import PolygonizeParams, run_polygonize
 from ..core.labels.rules import WATER_METHODS, AutolabelParams, rule_from_spec, run_autolabel
-from ..core.labels.schema import CLASS_FIELD, export_labels, read_layer_legend
+from ..core.labels.schema import CLASS_FIELD, export_labels, likely_class_field, read_layer_legend
 from . import layers
 from .context import CHIPS, COMPOSITE, LABELS, MASK, DockContext, Step
 from .expression_builder import ExpressionBuilder
@@ -238,14 +238,22 @@ class LabelsStep(Step):
         self.existing_field = QgsFieldComboBox()
         self.existing_field.setFilters(QgsFieldProxyModel.String | QgsFieldProxyModel.Int |
                                        QgsFieldProxyModel.LongLong)
-        self.existing_layer.layerChanged.connect(self.existing_field.setLayer)
-        self.existing_field.setLayer(self.existing_layer.currentLayer())
+        self.existing_layer.layerChanged.connect(self._existing_layer_changed)
+        self._existing_layer_changed(self.existing_layer.currentLayer())
         self.use_existing_button = QPushButton("Use as labels")
         self.use_existing_button.clicked.connect(self.use_existing)
         form.addRow("Layer", self.existing_layer)
         form.addRow("Class field", self.existing_field)
         form.addRow(self.use_existing_button)
         return box
+
+    def _existing_layer_changed(self, layer) -> None:
+        """Offer the layer's fields with the likely class field chosen (not the first, "fid")."""
+        self.existing_field.setLayer(layer)
+        if layer is not None:
+            found = likely_class_field([field.name() for field in layer.fields()])
+            if found is not None:
+                self.existing_field.setField(found)
 
     def _edit_box(self) -> QGroupBox:
         box = QGroupBox("Correct and export")

@@ -51,6 +51,19 @@ ogr.UseExceptions()
 SOURCES = ("auto", "manual", "corrected", "model")
 STATS_KEY = "GEEDL_AREA_STATS"
 CLASS_FIELD = "class_id"  # what training reads the class from
+# fields that name the class in label files met in practice (ours, OSM's ``fclass``, common
+# names), in the order training picks them when no class field is given
+CLASS_FIELD_CANDIDATES = ("class_id", "class", "class_name", "fclass", "label")
+
+
+def likely_class_field(field_names: list[str]) -> str | None:
+    """The field a label layer most likely keeps its class in (case-insensitive), or None; the
+    dock preselects it and training uses it when no class field is given, so both agree."""
+    by_lower = {name.lower(): name for name in field_names}
+    for candidate in CLASS_FIELD_CANDIDATES:
+        if candidate in by_lower:
+            return by_lower[candidate]
+    return None
 # (name, OGR type, width) in layer order
 FIELDS: tuple[tuple[str, int, int], ...] = (
     (CLASS_FIELD, ogr.OFTInteger, 0),

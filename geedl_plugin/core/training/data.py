@@ -23,6 +23,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..errors import GeedlError
+from ..labels.schema import likely_class_field
 from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX
 from ..progress import Feedback, silent
 from ..raster_io import band_descriptions, crs_label, open_raster, read_recipe, same_crs, srs_from_wkt
@@ -314,9 +315,9 @@ def _default_class_field(path: Path) -> str:
     source, layer = open_vector_layer(path)
     definition = layer.GetLayerDefn()
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
-    for candidate in ("class_id", "class", "class_name", "fclass", "label"):
-        if candidate in fields:
-            return candidate
+    found = likely_class_field(fields)
+    if found is not None:
+        return found
     raise GeedlError(
         f"Which field of {path.name} holds the class? Pass --class-field (fields: "
         f"{', '.join(fields) or 'none'})."
