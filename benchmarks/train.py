@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"U-Net did not reach water IoU {BAR} within {args.max_minutes:g} min / {args.epochs} epochs "
-            f"(best held-out water IoU {reached.get('best', float('nan')):.3f})"
+            + (f"(best held-out water IoU {reached['best']:.3f})" if "best" in reached
+               else "(no epoch finished in that time)")
         )
     retrain = fast_retrain_seconds(data, out / "bench_unet.ckpt", out)
     if retrain is not None:
