@@ -276,10 +276,8 @@ def _open_folder(folder: Path, img_data: Path, kind: str, several: bool = False)
     elif _recent_baseline(names):
         notes.append("no product metadata (MTD_MSIL*.xml) found, so no radiometric offset is added; if this "
                      "is a processing baseline 04.00+ product, give its .SAFE folder instead")
-    if several:
-        granule = img_data.parent
-        return Scene(path=granule, kind=kind, bands=bands, crs_wkt=crs_wkt, date=parse_date(names),
-                     name=f"{folder.name}/{granule.name}", notes=notes)
+    if several:  # one granule of the product: its own folder and name
+        folder, scene_name = img_data.parent, f"{folder.name}/{img_data.parent.name}"
     return Scene(path=folder, kind=kind, bands=bands, crs_wkt=crs_wkt, date=parse_date(names),
                  name=scene_name, notes=notes)
 

@@ -34,6 +34,7 @@ from .plot import LinePlot
 from .tasks import RunnerTask
 from .widgets import MetricsTable, ProgressRow
 
+MODEL_FILE = "model.onnx"  # what "Train" writes in the run folder (its checkpoint: model.ckpt)
 MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),
           ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
 
@@ -132,7 +133,7 @@ class TrainStep(Step):
         """The checkpoint "Train" writes in this run's folder, when there is one to continue."""
         if self.ctx.run is None:
             return None
-        path = Path(self.ctx.run.folder) / "model.ckpt"
+        path = (Path(self.ctx.run.folder) / MODEL_FILE).with_suffix(".ckpt")
         return path if path.is_file() else None
 
     # -- run -----------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class TrainStep(Step):
         if self.missing():
             self.ctx.error("train", f"Training needs {self.missing()}.")
             return
-        name = "model-retrained.onnx" if fast else "model.onnx"
+        name = "model-retrained.onnx" if fast else MODEL_FILE
         out = self.ctx.path(name)
         if fast and Path(self.ctx.artifact(MODEL)["path"]) == out:
             out = self.ctx.path("model-retrained-2.onnx")

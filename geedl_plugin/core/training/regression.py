@@ -39,7 +39,6 @@ from osgeo import gdal
 from ..atomic import check_writable
 from ..errors import GeedlError
 from ..model_metadata import IGNORE_INDEX, ModelMetadata
-from ..models import model_spec
 from ..models.unet import UNet
 from ..progress import Feedback, silent
 from ..raster_io import crs_label, open_raster, same_crs, srs_from_wkt
@@ -518,14 +517,14 @@ def train_regression(
         model.load_state_dict(resume_state["last_state"])
         feedback.info(f"Resuming from {Path(settings.resume).name} after epoch {resume_state['epoch']}")
     model = model.to(device)
-    check_free_space([outputs["checkpoint"], out], sum(p.numel() for p in model.parameters()))
+    n_params = sum(p.numel() for p in model.parameters())
+    check_free_space([outputs["checkpoint"], out], n_params)
     backup_previous(out, outputs["checkpoint"], settings.resume, feedback)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     mean_list, std_list = norm.as_lists()
     extras = {
-        "model_spec": {**model_spec(model), "model_type": "regression"},
         "model_type": "regression",
         "bands": list(info.band_names),
         "normalization": {"mean": mean_list, "std": std_list},
@@ -563,7 +562,7 @@ def train_regression(
         seed=settings.seed,
         ema_decay=settings.ema_decay,
         progress_interval_s=settings.progress_interval_s,
-        describe=f"regression U-Net: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        describe=f"regression U-Net: {n_params:,} parameters, "
         f"{settings.steps_per_epoch} steps of {settings.batch_size} {settings.chip_size} px chips per "
         f"epoch, device {device}",
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from .export import export_onnx
 from .loop import (
     LoopPlan,
     Progress,
+    Record,
     Validation,
     backup_previous,
     checkpoint_payload,
@@ -54,8 +54,6 @@ from .report import write_comparison_png, write_metrics_json
 from .sampler import ChipSampler, Normalization, class_weights, compute_normalization
 from .settings import AUTO_BALANCE_SHARE, TrainSettings
 from .split import BlockSplit, block_split, no_split, preset_split
-
-Record = Callable[[dict[str, Any]], None]
 
 
 @dataclass
