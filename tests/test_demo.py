@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the layers the demo project must hold, by role, with the renderer QGIS must restore for each
 EXPECTED_RENDERERS = {
     "composite": "multibandcolor",
+    "region": "singleSymbol",
     "mask": "paletted",
     "labels": "categorizedSymbol",
     "water_corrected": "paletted",
@@ -48,7 +49,7 @@ def quick_demo(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_quick_demo_writes_every_output(quick_demo):
     out, result = quick_demo
-    for key in ("composite", "preview", "mask", "labels_gpkg", "labels_shp", "water_corrected",
+    for key in ("composite", "region", "preview", "mask", "labels_gpkg", "labels_shp", "water_corrected",
                 "osm_train", "osm_holdout", "model", "prediction", "evaluation", "error_map", "project",
                 "report", "summary"):
         assert Path(result[key]).exists(), f"{key}: {result[key]} missing"
@@ -121,11 +122,12 @@ def test_project_loads_styled_and_survives_a_move(quick_demo, qgis_app, tmp_path
 
 def test_project_gives_the_dock_its_state_after_a_move(quick_demo, qgis_app, tmp_path):
     """Opening the demo project sets the dock up as if the analyst had clicked through the demo:
-    composite, mask, training labels, model and prediction are known, inside the moved folder."""
+    region, composite, mask, training labels, model and prediction are known, inside the moved
+    folder."""
     from qgis.core import QgsProject
 
     from geedl_plugin.gui import layers
-    from geedl_plugin.gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION, DockContext
+    from geedl_plugin.gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION, REGION, DockContext
 
     out, result = quick_demo
     moved = tmp_path / "elsewhere"
@@ -136,12 +138,15 @@ def test_project_gives_the_dock_its_state_after_a_move(quick_demo, qgis_app, tmp
     assert stored["artifacts"][MODEL]["path"] == "./model.onnx"  # relative, like the layers
     context = DockContext(None, project)
     context.restore(stored)
-    for key in (COMPOSITE, MASK, LABELS, MODEL, PREDICTION):
+    for key in (REGION, COMPOSITE, MASK, LABELS, MODEL, PREDICTION):
         assert context.has(key), key
         assert Path(context.artifact(key)["path"]).parent == moved.resolve(), context.artifact(key)
     assert context.artifact(COMPOSITE)["bands"][:2] == ["B2", "B3"]
     assert context.artifact(LABELS)["field"] == "class_id" and "water" in context.artifact(LABELS)["classes"]
     assert Path(context.artifact(MODEL)["metrics_json"]).is_file()
+    # the quick demo's 3.2 x 2 km box, small enough to download
+    region = context.artifact(REGION)
+    assert region["km2"] == pytest.approx(6.4, rel=1e-3) and region["advice"]["mode"] == "download"
     assert Path(context.run.folder) == moved.resolve()
 
 

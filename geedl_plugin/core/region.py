@@ -12,6 +12,7 @@ steps reuse :meth:`Region.mask` for polygon masks.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from .atomic import atomic_path
 from .errors import GeedlError
 from .raster_io import crs_label, same_crs, srs_from_user
 
@@ -273,3 +275,34 @@ def region_from_args(region_file: str | None = None, bbox: str | None = None) ->
     if bbox:
         return region_from_bbox(bbox)
     return None
+
+
+# -- region files -------------------------------------------------------------------------------
+
+
+def write_region_file(path: str | Path, wkt: str, crs_wkt: str, source: str) -> Path:
+    """One MultiPolygon feature in a GeoPackage (atomically), then read back as a check.
+
+    A file rather than a layer in memory, so the region survives saving the project and the
+    command line reads the same polygons the dock drew."""
+    path = Path(path)
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(crs_wkt)
+    geometry = ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkt(wkt))
+    with atomic_path(path) as tmp:
+        dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        layer = dataset.CreateLayer("region", srs, ogr.wkbMultiPolygon)
+        layer.CreateField(ogr.FieldDefn("source", ogr.OFTString))
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetGeometry(geometry)
+        feature.SetField("source", source)
+        layer.CreateFeature(feature)
+        dataset = None
+    region_from_file(path)  # the same validation every later step applies
+    return path
+
+
+def region_geojson(path: str | Path) -> dict:
+    """The region file's polygons as GeoJSON in EPSG:4326 (what Earth Engine queries take)."""
+    geometry = region_from_file(path).in_crs(srs_from_user("EPSG:4326"))
+    return json.loads(geometry.ExportToJson())

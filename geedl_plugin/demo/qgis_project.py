@@ -32,13 +32,22 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
+from ..core.earthengine.export import region_size_advice
 from ..core.errors import GeedlError
 from ..core.labels.legend import read_legend
 from ..core.labels.schema import CLASS_FIELD, read_layer_legend
 from ..core.raster_io import band_descriptions, open_raster
+from ..core.region import region_from_file
 from ..gui import layers as run_layers
-from ..gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION
-from ..gui.styles import apply_qml, style_composite, style_error_map, style_paletted
+from ..gui.context import COMPOSITE, LABELS, MASK, MODEL, PREDICTION, REGION
+from ..gui.styles import (
+    REGION_COLOUR,
+    apply_qml,
+    style_composite,
+    style_error_map,
+    style_outline,
+    style_paletted,
+)
 from .spec import LayerSpec
 
 _APP: QgsApplication | None = None
@@ -88,6 +97,8 @@ def style_layer(layer: QgsMapLayer, spec: LayerSpec) -> None:
             style_paletted(layer, spec.classes, opacity=spec.opacity)
         else:
             style_error_map(layer, {value: label for value, label, _colour in spec.classes})
+    elif spec.style == "outline":
+        style_outline(layer, REGION_COLOUR)
     elif spec.style == "qml":
         if spec.qml is None or not apply_qml(layer, spec.qml):
             raise GeedlError(f"The style {spec.qml} could not be applied to {spec.path}.")
@@ -106,6 +117,11 @@ def dock_state(outputs: dict[str, Any], figures: dict[str, Any], out_dir: Path, 
     steps (composite, mask, training labels, model, prediction), so opening the demo project
     in QGIS lets the dock go on from there (e.g. predict another area with the demo model)."""
     artifacts: dict[str, Any] = {}
+    if "region" in outputs:
+        region = region_from_file(outputs["region"])
+        # the demo's region is a box in UTM metres, where the planar area is the true one to 0.1 %
+        artifacts[REGION] = {"path": str(outputs["region"]), "km2": region.geometry.GetArea() / 1e6,
+                             "source": "demo bounding box", "advice": region_size_advice(outputs["region"])}
     if "composite" in outputs:
         artifacts[COMPOSITE] = {"path": str(outputs["composite"]),
                                 "bands": band_descriptions(open_raster(outputs["composite"]))}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # styles understood by qgis_project.style_layer
-STYLES = ("composite", "paletted", "mask", "qml", "errors")
+STYLES = ("composite", "paletted", "mask", "qml", "errors", "outline")
 
 
 @dataclass

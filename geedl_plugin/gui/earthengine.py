@@ -8,15 +8,13 @@ imported only inside these functions: the dock works without earthengine-api.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import GeedlError
 from ..core.progress import Feedback
-from ..core.raster_io import srs_from_user
 from ..core.recipe import CompositeRecipe
-from ..core.region import region_from_file
+from ..core.region import region_geojson
 
 
 @dataclass
@@ -30,12 +28,6 @@ class EeRequest:
     max_cloud: float
     cloud_mask: str
     project: str
-
-
-def region_geojson(region_path: str) -> dict[str, Any]:
-    """The region file's polygons as GeoJSON in EPSG:4326 (what Earth Engine queries take)."""
-    geometry = region_from_file(region_path).in_crs(srs_from_user("EPSG:4326"))
-    return json.loads(geometry.ExportToJson())
 
 
 def ensure_session(project: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osgeo import ogr, osr
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsDistanceArea,
@@ -22,36 +21,13 @@ from qgis.core import (
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QPushButton
 
-from ..core.atomic import atomic_path
+from ..core.earthengine.export import region_size_advice
 from ..core.errors import GeedlError
-from ..core.recipe import CompositeRecipe
-from ..core.region import region_from_file
+from ..core.region import write_region_file
 from . import layers
 from .context import REGION, DockContext, Step
 from .map_tools import PolygonMapTool, RectangleMapTool
-from .styles import style_outline
-
-REGION_STYLE = "#ff6400"
-# the composite the size advice assumes: document 000's bands and indices at 10 m
-ADVICE_RECIPE = CompositeRecipe(indices=["NDVI", "HUE"])
-
-
-def write_region_file(path: Path, wkt: str, crs_wkt: str, source: str) -> Path:
-    """One MultiPolygon feature in a GeoPackage (atomically), then read back as a check."""
-    srs = osr.SpatialReference()
-    srs.ImportFromWkt(crs_wkt)
-    geometry = ogr.ForceToMultiPolygon(ogr.CreateGeometryFromWkt(wkt))
-    with atomic_path(path) as tmp:
-        dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
-        layer = dataset.CreateLayer("region", srs, ogr.wkbMultiPolygon)
-        layer.CreateField(ogr.FieldDefn("source", ogr.OFTString))
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetGeometry(geometry)
-        feature.SetField("source", source)
-        layer.CreateFeature(feature)
-        dataset = None
-    region_from_file(path)  # the same validation every later step applies
-    return path
+from .styles import REGION_COLOUR, style_outline
 
 
 def area_km2(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, ellipsoid: str, context) -> float:
@@ -62,18 +38,9 @@ def area_km2(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, ellipsoid
     return measure.convertAreaMeasurement(area, QgsUnitTypes.AreaSquareKilometers)
 
 
-def size_advice(path: Path) -> dict[str, str]:
-    """Download or Earth Engine export for this region (core.earthengine's rule, no network)."""
-    from ..core.earthengine.export import decide_download_or_export
-    from .earthengine import region_geojson
-
-    decision = decide_download_or_export(region_geojson(str(path)), ADVICE_RECIPE)
-    return {"mode": decision.mode, "reason": decision.reason}
-
-
 def write_region(path: Path, wkt: str, crs_wkt: str, source: str) -> dict[str, str]:
     write_region_file(path, wkt, crs_wkt, source)
-    return size_advice(path)
+    return region_size_advice(path)
 
 
 class RegionStep(Step):
@@ -144,7 +111,7 @@ class RegionStep(Step):
 
     def _region_written(self, path: Path, km2: float, source: str, advice: dict[str, str]) -> None:
         layer = layers.vector_layer(path, "region", "region")
-        style_outline(layer, REGION_STYLE)
+        style_outline(layer, REGION_COLOUR)
         self.ctx.add_layer(layer, REGION)
         self.ctx.set_artifact(REGION, {"path": str(path), "km2": km2, "source": source, "advice": advice})
         self.show_area()

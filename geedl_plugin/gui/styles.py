@@ -135,6 +135,10 @@ def style_error_map(layer: QgsRasterLayer, codes: dict[int, str]) -> None:
     style_paletted(layer, rows, opacity=0.85)
 
 
+# the region's outline colour (the dock's step 1 and the demo project)
+REGION_COLOUR = "#ff6400"
+
+
 def style_outline(layer: QgsVectorLayer, colour: str, width_mm: float = 0.6) -> None:
     """Polygons drawn as an outline only (the region must not hide the image under it)."""
     symbol = layer.renderer().symbol()

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, GeedlError
@@ -71,6 +72,19 @@ def decide_download_or_export(region: Any, recipe: CompositeRecipe, n_bands: int
         return Decision("export", f"{what} in {n_tiles} requests, over {limit_tiles} requests",
                         total, n_tiles, grid)
     return Decision("download", f"{what} in {n_tiles} requests", total, n_tiles, grid)
+
+
+# the composite the region step's size advice assumes: document 000's bands and indices at 10 m
+ADVICE_RECIPE = CompositeRecipe(indices=["NDVI", "HUE"])
+
+
+def region_size_advice(region_path: str | Path) -> dict[str, str]:
+    """Download or Earth Engine export for the region file, in words (no network, no ``ee``):
+    what the region step shows as soon as a region exists."""
+    from ..region import region_geojson
+
+    decision = decide_download_or_export(region_geojson(region_path), ADVICE_RECIPE)
+    return {"mode": decision.mode, "reason": decision.reason}
 
 
 def too_large_error(decision: Decision) -> GeedlError:
