@@ -115,6 +115,8 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     wait_for_tasks(qtbot, dock, timeout_ms=600000)
     history = json.loads(Path(dock.ctx.artifact(MODEL)["metrics_json"]).read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2], train.status.text()
+    # the plot shows the whole run, the epoch before the resume included
+    assert [x for x, _y in train.plot.series["val mIoU"].points] == [1.0, 2.0]
     assert len(list(Path(dock.ctx.run.folder).glob("model.bak-*.onnx"))) == 1  # the 1-epoch model, kept
 
     # predict: the model just trained is offered with its metadata

@@ -101,7 +101,8 @@ def test_sigterm_stops_cleanly_and_resume_finishes(inputs, tmp_path):
     assert end["epoch"] == 1 and {"mean_iou", "iou", "f1", "overall_accuracy"} <= set(end["val"])
     assert not out.exists()
     checkpoint = out.with_suffix(".ckpt")
-    assert load_checkpoint(checkpoint)["epoch"] >= 1
+    stopped_at = load_checkpoint(checkpoint)["epoch"]
+    assert stopped_at >= 1
 
     finished = subprocess.run(
         _command(image, labels, out, "--resume", str(checkpoint)),
@@ -119,8 +120,12 @@ def test_sigterm_stops_cleanly_and_resume_finishes(inputs, tmp_path):
     for key in ("model", "checkpoint", "metrics_json", "comparison_png"):
         assert Path(result[key]).is_file()
     assert set(result["metrics"]["iou"]) == {"water", "farm", "forest", "other"}
-    epochs = [r["epoch"] for r in lines if r.get("phase") == "epoch_end"]
-    assert epochs and epochs[0] >= 2  # continued, did not start over
+    ends = [r for r in lines if r.get("phase") == "epoch_end"]
+    replayed = [r["epoch"] for r in ends if r.get("replayed")]
+    epochs = [r["epoch"] for r in ends if not r.get("replayed")]
+    assert epochs and epochs[0] == stopped_at + 1  # continued, did not start over
+    # the epochs before the resume come first, marked, so a plot of the run starts at epoch 1
+    assert replayed == list(range(1, stopped_at + 1)) and ends[0].get("replayed")
     meta = read_metadata(out)
     assert meta.architecture == "pixelcnn" and meta.bands == ["B2", "B3", "B4", "B8", "B11", "B12"]
 

@@ -13,7 +13,9 @@ background task reads from this subprocess):
   "batches", "loss", "percent", "eta_s", "message"}`` at most once a second, and after every
   epoch ``{"type": "progress", "phase": "epoch_end", ..., "val": {"overall_accuracy",
   "mean_iou", "mean_f1", "iou": {class: v}, "f1": {class: v}}, "val_loss", "best_epoch",
-  "checkpoint"}`` (``step`` is the optimisation step counted over the whole run);
+  "checkpoint"}`` (``step`` is the optimisation step counted over the whole run); a resumed
+  run first repeats the ``epoch_end`` records of the epochs before it, marked ``"replayed": true``,
+  so a plot of the run starts at epoch 1;
 - at the end ``{"type": "result", "model", "checkpoint", "metrics_json", "comparison_png",
   "metrics", "epochs_run", "best_epoch", "stopped_early", "train_seconds", ...}``;
 - or ``{"type": "error"|"cancelled", "message"}`` (exit status 2 or 3).

@@ -43,7 +43,7 @@ def _jsonl(record: dict) -> None:
 
 def _text_record(record: dict) -> None:
     """Text mode: one line per epoch (the step lines would flood a terminal)."""
-    if record.get("phase") == "epoch_end":
+    if record.get("phase") == "epoch_end" and not record.get("replayed"):
         eta = record.get("eta_s")
         print(
             f"[{record.get('percent', 0):5.1f}%] {record.get('message', '')}"

@@ -190,6 +190,8 @@ class TrainStep(Step):
             self.plot.add_point("train loss", epoch, data["loss"], unit_interval=False)
         elif data.get("phase") == "epoch_end":
             epoch = float(data.get("epoch", 0))
+            if data.get("replayed") and data.get("loss") is not None:  # an epoch before a resume
+                self.plot.add_point("train loss", epoch, data["loss"], unit_interval=False)
             if data.get("val_loss") is not None:
                 self.plot.add_point("val loss", epoch, data["val_loss"], unit_interval=False)
             val = data.get("val") or {}

@@ -159,6 +159,26 @@ class Progress:
             self.on_record(record)
 
 
+def epoch_record(
+    entry: dict[str, Any], plan: LoopPlan, best_epoch: int, checkpoint: Path, message: str
+) -> dict[str, Any]:
+    """The ``epoch_end`` progress record of one history entry (what the dock plots)."""
+    epoch = int(entry["epoch"])
+    return {
+        "phase": "epoch_end",
+        "epoch": epoch,
+        "epochs": plan.epochs,
+        "step": epoch * plan.steps,
+        "steps": max(1, plan.epochs * plan.steps),
+        "loss": round(float(entry["train_loss"]), 5),
+        "val": entry.get("val"),
+        "val_loss": entry.get("val_loss"),
+        "best_epoch": best_epoch,
+        "checkpoint": str(checkpoint),
+        "message": message,
+    }
+
+
 @torch.no_grad()
 def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """``averaged = decay * averaged + (1 - decay) * model`` for every trainable weight."""
@@ -274,6 +294,11 @@ def run_epochs(
     )
     if plan.describe:
         feedback.info(plan.describe)
+    if on_record is not None:  # a resumed run's curve starts at epoch 1, not where it resumed
+        for earlier in history:
+            record = epoch_record(earlier, plan, best["epoch"], checkpoint, "")
+            on_record({"type": "progress", "percent": round(progress.percent(record["step"]), 2),
+                       **record, "replayed": True})
     seen_samples, train_time = 0, 0.0
     epoch = first_epoch - 1
     for epoch in range(first_epoch, plan.epochs + 1):
@@ -348,22 +373,7 @@ def run_epochs(
             + (f", {validation.summary}" if validation is not None and validation.summary else "")
             + (" (best)" if improved else "")
         )
-        progress.emit(
-            {
-                "phase": "epoch_end",
-                "epoch": epoch,
-                "epochs": plan.epochs,
-                "step": epoch * steps,
-                "steps": total_steps,
-                "loss": round(train_loss, 5),
-                "val": entry.get("val"),
-                "val_loss": entry.get("val_loss"),
-                "best_epoch": best["epoch"],
-                "checkpoint": str(checkpoint),
-                "message": message,
-            },
-            force=True,
-        )
+        progress.emit(epoch_record(entry, plan, best["epoch"], checkpoint, message), force=True)
         if on_record is None:  # the record already carries the message
             feedback.info(message)
         if stopped and epoch < plan.epochs:
