@@ -42,7 +42,9 @@ CLASSES = ["water", "farm", "forest"]
 # per model: the settings behind the reported figures (command-line options override them)
 STUDY_SETTINGS = {
     "unet": {
-        "model_options": {"depth": 3, "width": 16},
+        # width 32, not the laptop default 16: pooled held-out water IoU 0.794 against 0.775, at
+        # about 2.5 times the training time
+        "model_options": {"depth": 3, "width": 32},
         "chip_size": 64,
         "batch_size": 16,
         "samples_per_epoch": 640,

@@ -39,6 +39,7 @@ def test_state_layers_and_ee_preview_survive_save_and_reopen(dock, qtbot, qgis_c
     source = dock.step(SourceStep)
     train = dock.step(TrainStep)
     train.epochs.setValue(3)
+    train.size.setCurrentIndex(train.size.findData(32))
     source.ee_radio.setChecked(True)
     source.collection.setCurrentIndex(source.collection.findData("S2"))
 
@@ -77,6 +78,7 @@ def test_state_layers_and_ee_preview_survive_save_and_reopen(dock, qtbot, qgis_c
     assert dock.ctx.has(REGION) and dock.ctx.has(COMPOSITE)
     assert dock.toolbox.isItemEnabled(1) and dock.toolbox.isItemEnabled(2)
     assert train.epochs.value() == 3 and source.ee_radio.isChecked()
+    assert train.size.currentData() == 32
     assert source.collection.currentData() == "S2"
     composite = dock.ctx.layer(COMPOSITE)
     assert isinstance(composite.renderer(), QgsMultiBandColorRenderer)

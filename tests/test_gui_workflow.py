@@ -89,6 +89,12 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     assert set(train.classes.text().split(",")) >= {"farm", "forest", "water", "meadow"}
     train.classes.setText("water,farm,forest")  # the analyst keeps three classes ...
     train.other_class.setText("other")  # ... and pools the rest
+    # the size choice reaches the runner for a U-Net, not for the pixel CNN (which has no width)
+    out = Path(dock.ctx.run.folder) / "model.onnx"
+    assert train.arguments(out, fast=False)[-2:] == ["--width", "16"] and train.size.isEnabled()
+    train.model.setCurrentIndex(train.model.findData("pixelcnn"))
+    assert "--width" not in train.arguments(out, fast=False) and not train.size.isEnabled()
+    train.model.setCurrentIndex(train.model.findData("unet"))
     beat = Heartbeat()
     beat.start()
     qtbot.mouseClick(train.train_row.button, Qt.LeftButton)
