@@ -136,19 +136,23 @@ class Progress:
     def percent(self, step: int) -> float:
         return 90.0 * step / self.total
 
-    def emit(self, record: dict[str, Any], force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
+    def wrap(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record as a ``progress`` line: percent and ETA at its step added."""
         step = int(record.get("step", 0))
         eta = self.eta(step)
-        record = {
+        return {
             "type": "progress",
             "percent": round(self.percent(step), 2),
             "eta_s": None if eta is None else round(eta, 1),
             **record,
         }
+
+    def emit(self, record: dict[str, Any], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        record = self.wrap(record)
         short = (
             f"epoch {record.get('epoch')}/{record.get('epochs')} done"
             if record.get("phase") == "epoch_end" and self.on_record is None
@@ -296,9 +300,8 @@ def run_epochs(
         feedback.info(plan.describe)
     if on_record is not None:  # a resumed run's curve starts at epoch 1, not where it resumed
         for earlier in history:
-            record = epoch_record(earlier, plan, best["epoch"], checkpoint, "")
-            on_record({"type": "progress", "percent": round(progress.percent(record["step"]), 2),
-                       **record, "replayed": True})
+            on_record({**progress.wrap(epoch_record(earlier, plan, best["epoch"], checkpoint, "")),
+                       "replayed": True})
     seen_samples, train_time = 0, 0.0
     epoch = first_epoch - 1
     for epoch in range(first_epoch, plan.epochs + 1):
