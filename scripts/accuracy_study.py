@@ -166,6 +166,7 @@ def run_fold(job: FoldJob) -> dict:
         data.validation = None
     return {
         "confusion_matrix": result.metrics["confusion_matrix"],
+        "edge_free_matrix": result.metrics["away_from_edges"]["confusion_matrix"],
         "iou": {c: round(v["iou"], 4) for c, v in result.metrics["per_class"].items()},
         **training_summary(result),
     }
@@ -198,7 +199,20 @@ def cross_validate(
     row = score_row(scores(matrix, class_names), fold_results)
     row["per_fold_iou"] = [r["iou"] for r in fold_results]
     row["confusion_matrix"] = matrix.tolist()
-    return row
+    edge_free = sum(np.asarray(r["edge_free_matrix"], dtype=np.int64) for r in fold_results)
+    return {**row, **edge_free_row(edge_free, class_names)}
+
+
+def edge_free_row(matrix, class_names: list[str]) -> dict:
+    """The pooled scores without the 1 px band at label edges (a diagnostic beside the real
+    figures: how much of the disagreement is where a polygon's edge runs, not which objects)."""
+    from geedl_plugin.core.training.metrics import scores
+
+    per_class = scores(matrix, class_names)["per_class"]
+    return {
+        "edge_free_matrix": matrix.tolist(),
+        "away_from_edges_iou": {k: v["iou"] for k, v in per_class.items()},
+    }
 
 
 def repeated_cross_validation(
@@ -226,7 +240,8 @@ def repeated_cross_validation(
     row = score_row(scores(matrix, class_names), runs, joiner=" | ")
     row["confusion_matrix"] = matrix.tolist()
     row["repeats"] = runs
-    return row
+    edge_free = sum(np.asarray(run["edge_free_matrix"], dtype=np.int64) for run in runs)
+    return {**row, **edge_free_row(edge_free, class_names)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             result = train_on_data(data, settings, out_dir / f"{name}.onnx", feedback=feedback)
-            rows[name] = score_row(result.metrics, [training_summary(result)])
+            rows[name] = {
+                **score_row(result.metrics, [training_summary(result)]),
+                **edge_free_row(result.metrics["away_from_edges"]["confusion_matrix"], data.class_names),
+            }
         rows[name]["total_seconds"] = round(time.monotonic() - t0, 1)
     summary = {
         "image": str(image),
@@ -365,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         if "per_fold_iou" in row:
             folds_text = ", ".join(f"{f[data.class_names[0]]:.3f}" for f in row["per_fold_iou"])
             print(f"{name:10s} {data.class_names[0]} IoU per fold: {folds_text} (pooled above)")
+        if "away_from_edges_iou" in row:
+            edge_free = row["away_from_edges_iou"][data.class_names[0]]
+            print(
+                f"{name:10s} {data.class_names[0]} IoU away from label edges (1 px band either side "
+                f"not scored, a diagnostic): {edge_free:.3f}"
+            )
         for run in row.get("repeats", []):
             folds_text = ", ".join(f"{f[data.class_names[0]]:.3f}" for f in run["per_fold_iou"])
             print(

@@ -60,6 +60,9 @@ def test_repeats_pool_every_labelled_pixel_once_per_repeat(image, tmp_path):
     expected = scores(pooled, data.class_names)
     assert row["iou"]["water"] == pytest.approx(expected["per_class"]["water"]["iou"])
     assert row["epochs_run"] == "1/1 | 1/1"
+    edge_free = np.asarray(row["edge_free_matrix"])  # the diagnostic leaves label edges out
+    assert 0 < edge_free.sum() < pooled.sum() and (edge_free <= pooled).all()
+    assert set(row["away_from_edges_iou"]) == set(data.class_names)
 
 
 def test_worker_processes_give_the_same_scores_as_one_process(image, tmp_path):

@@ -112,6 +112,9 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     assert beat.percentile_gap(99, ended[0]) < 150
     assert dock.ctx.has(MODEL), train.status.text()
     assert not train.metrics.isHidden() and train.metrics.rowCount() >= 3
+    # the training's scores come with the IoU away from label edges, as a last column
+    assert train.metrics.horizontalHeaderItem(5).text() == "IoU off edges"
+    assert any(train.metrics.item(row, 5).text() for row in range(train.metrics.rowCount()))
     assert "val mIoU" in train.plot.series
 
     # train one more epoch: continue the same run from its checkpoint
@@ -146,6 +149,7 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
     assert [c.label for c in errors.renderer().classes()] == ["correct", "false positive", "false negative",
                                                                "other error"]
     assert predict.metrics.rowCount() == 4 and "overall accuracy" in predict.metrics.summary
+    assert predict.metrics.columnCount() == 5  # an evaluation has no edge-free column
 
     # the model's map back into editable label polygons (source = model) for the next round
     qtbot.mouseClick(predict.vectorize_button, Qt.LeftButton)

@@ -18,7 +18,7 @@ from geedl_plugin.core.model_metadata import IGNORE_INDEX, read_metadata
 from geedl_plugin.core.progress import Feedback
 from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, train_on_data
 from geedl_plugin.core.training.checkpoint import load_checkpoint
-from geedl_plugin.core.training.metrics import confusion_matrix, scores
+from geedl_plugin.core.training.metrics import confusion_matrix, label_edges, scores
 from geedl_plugin.core.training.split import block_split
 from geedl_plugin.core.training.timeseries import time_series_data
 
@@ -119,6 +119,10 @@ def test_outputs_metrics_png_and_progress_records(trained_unet):
     matrix = np.array(validation["confusion_matrix"])
     assert matrix.shape == (4, 4) and matrix.sum() == validation["pixels"] > 0
     assert 0 <= validation["overall_accuracy"] <= 1
+    edge_free = validation["away_from_edges"]  # same pixels less the 1 px band at label edges
+    inner = np.array(edge_free["confusion_matrix"])
+    assert 0 < inner.sum() == edge_free["pixels"] < matrix.sum() and (inner <= matrix).all()
+    assert set(edge_free["iou"]) == set(validation["per_class"])
     png = gdal.Open(str(result.outputs.comparison))
     assert png.RasterXSize > 3 * 256 and png.RasterCount == 3  # three panels of the 256 px scene
     ends = [r for r in records if r["phase"] == "epoch_end"]
@@ -268,6 +272,20 @@ def test_metrics_from_a_confusion_matrix():
     assert a["iou"] == pytest.approx(2 / 3) and a["precision"] == 1.0 and a["recall"] == pytest.approx(2 / 3)
     assert result["per_class"]["b"]["iou"] == pytest.approx(1 / 3)
     assert result["overall_accuracy"] == pytest.approx(4 / 6)
+
+
+def test_label_edges_are_the_band_either_side_of_a_boundary():
+    label = np.full((6, 6), 255, dtype=np.uint8)  # unlabelled around a 4 x 4 block ...
+    label[1:5, 1:5] = 1
+    label[2:4, 2:4] = 0  # ... of class 1 holding a 2 x 2 pond of class 0
+    edges = label_edges(label)
+    # every labelled pixel touches another label: the pond's 4 pixels and the ring around it
+    assert edges[1:5, 1:5].all()
+    wide = np.full((8, 8), 1, dtype=np.uint8)
+    wide[3:5, 3:5] = 0
+    edges = label_edges(wide)
+    assert edges.sum() == 4 + 8  # the pond and its 4-neighbours, not the diagonal corners
+    assert not edges[2, 2] and edges[2, 3] and edges[3, 3] and not edges[0, 0]
 
 
 # -- bad input ---------------------------------------------------------------------------------

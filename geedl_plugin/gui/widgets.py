@@ -54,14 +54,20 @@ class MetricsTable(QTableWidget):
     """Per-class scores (IoU, precision, recall, F1, support) and the overall figures.
 
     Takes the full metrics dict of ``core.training.metrics.scores`` (``per_class``) or its
-    compact form (``iou`` / ``f1`` per class), whichever a command reports.
+    compact form (``iou`` / ``f1`` per class), whichever a command reports. A training's scores
+    also carry the IoU away from label edges, shown as a last column: when it is much higher than
+    the IoU, the model and the labels disagree on where edges run rather than on what is there.
     """
 
     COLUMNS = ("iou", "precision", "recall", "f1", "support")
+    HEADERS = ["IoU", "Precision", "Recall", "F1", "Pixels"]
+    EDGE_FREE_HEADER = "IoU off edges"
+    EDGE_FREE_TIP = ("IoU without the pixels on either side of a label boundary (1 px): hand-drawn or "
+                     "OpenStreetMap polygons rarely follow an edge to the pixel")
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(self.COLUMNS), parent)
-        self.setHorizontalHeaderLabels(["IoU", "Precision", "Recall", "F1", "Pixels"])
+        self.setHorizontalHeaderLabels(self.HEADERS)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.setEditTriggers(QTableWidget.NoEditTriggers)
         self.setMaximumHeight(180)
@@ -73,11 +79,16 @@ class MetricsTable(QTableWidget):
             iou, f1 = metrics.get("iou", {}), metrics.get("f1", {})
             names = sorted(set(iou) | set(f1))
             per_class = {name: {"iou": iou.get(name), "f1": f1.get(name)} for name in names}
+        edge_free = (metrics.get("away_from_edges") or {}).get("iou")
+        self.setColumnCount(len(self.COLUMNS) + (1 if edge_free else 0))
+        self.setHorizontalHeaderLabels(self.HEADERS + ([self.EDGE_FREE_HEADER] if edge_free else []))
+        if edge_free:
+            self.horizontalHeaderItem(len(self.COLUMNS)).setToolTip(self.EDGE_FREE_TIP)
         self.setRowCount(len(per_class))
         self.setVerticalHeaderLabels(list(per_class))
-        for row, values in enumerate(per_class.values()):
-            for column, key in enumerate(self.COLUMNS):
-                value = values.get(key)
+        for row, (name, values) in enumerate(per_class.items()):
+            cells = [values.get(key) for key in self.COLUMNS] + ([edge_free.get(name)] if edge_free else [])
+            for column, value in enumerate(cells):
                 text = "" if value is None else (f"{value:,d}" if isinstance(value, int) else f"{value:.3f}")
                 self.setItem(row, column, QTableWidgetItem(text))
         parts = [f"{label} {metrics[key]:.3f}" for key, label in

@@ -48,7 +48,7 @@ from .loop import (
     run_epochs,
     state_cpu,
 )
-from .metrics import compact, confusion_matrix, scores
+from .metrics import compact, confusion_matrix, label_edges, scores
 from .predict import iter_tiles, predict_map
 from .report import write_comparison_png, write_metrics_json
 from .sampler import ChipSampler, Normalization, class_weights, compute_normalization
@@ -131,9 +131,11 @@ def evaluate(
     device: str,
     loss_weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Scores and loss of ``model`` on the labelled pixels inside ``masks``."""
+    """Scores and loss of ``model`` on the labelled pixels inside ``masks``, plus the scores away
+    from label edges (``away_from_edges``: see :func:`label_edges`)."""
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=np.int64)
+    inner = np.zeros((n, n), dtype=np.int64)  # the same pixels less the 1 px band at label edges
     loss_sum, loss_den = 0.0, 0.0
     weights = loss_weights if loss_weights is not None else np.ones(n, dtype=np.float32)
     for image, label, mask in zip(images, labels, masks):
@@ -146,6 +148,8 @@ def evaluate(
         truth = label[rows, cols].astype(np.int64)
         predicted = np.argmax(picked, axis=1)
         matrix += confusion_matrix(truth, predicted, n)
+        away = ~label_edges(label)[rows, cols]
+        inner += confusion_matrix(truth[away], predicted[away], n)
         shifted = picked - picked.max(axis=1, keepdims=True)
         log_prob = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         w = weights[truth]
@@ -153,6 +157,13 @@ def evaluate(
         loss_den += float(w.sum())
     result = scores(matrix, class_names)
     result["loss"] = loss_sum / loss_den if loss_den else None
+    away = scores(inner, class_names)
+    result["away_from_edges"] = {
+        "pixels": away["pixels"],
+        "iou": {k: v["iou"] for k, v in away["per_class"].items()},
+        "f1": {k: v["f1"] for k, v in away["per_class"].items()},
+        "confusion_matrix": away["confusion_matrix"],
+    }
     return result
 
 
