@@ -42,7 +42,8 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
     labels, _ = rasterize_osm(image, tmp_path / "labels.tif")  # OSM fclass water/farm/forest/other
     model = tmp_path / "model.onnx"
     result = processing.run("geedl:trainmodel", {
-        "MODEL": "pixelcnn", "IMAGE": str(image), "LABEL_RASTER": str(labels), "EPOCHS": 1,
+        "MODEL": "pixelcnn", "IMAGE": str(image), "LABEL_RASTER": str(labels), "EPOCHS": 2,
+        "PATIENCE": 0, "KEEP": "last",
         "SAMPLES_PER_EPOCH": 512, "BATCH_SIZE": 128, "THREADS": 2, "DEVICE": "cpu", "VAL_SPLIT": "none",
         "OUTPUT": str(model)})
     assert result["OUTPUT"] == str(model) and model.is_file()
@@ -50,7 +51,7 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
     assert [c.name for c in metadata.classes] == ["water", "farm", "forest", "other"]
     assert metadata.bands == BANDS and metadata.architecture
     summary = json.loads(result["RESULT"])
-    assert summary["epochs_run"] == 1
+    assert summary["epochs_run"] == 2 and summary["best_epoch"] == 2  # "last": patience 0 stops nothing
     for key in ("METRICS", "CHECKPOINT"):
         assert result[key] and Path(result[key]).is_file(), key
 

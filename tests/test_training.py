@@ -194,6 +194,49 @@ def test_cancel_keeps_the_last_checkpoint_and_resume_continues(data, tmp_path):
     assert load_checkpoint(checkpoint)["epoch"] == 3
 
 
+def test_keep_last_trains_every_epoch_and_exports_the_last_weights(data, tmp_path):
+    """keep="last": no early stopping even with patience 0, and the validation blocks only report:
+    the exported weights and the final scores are the last epoch's, never a chosen one."""
+    out = tmp_path / "model.onnx"
+    result = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, patience=0, keep="last"), out)
+    assert result.epochs_run == 3 and result.best_epoch == 3 and not result.stopped_early
+    state = load_checkpoint(out.with_suffix(".ckpt"))
+    for name, weights in state["ema_state"].items():  # the averaged weights are what is validated
+        assert torch.equal(weights, state["model_state"][name]), name
+    last_scores = result.history[-1]["val"]["iou"]
+    assert result.metrics["per_class"]["water"]["iou"] == pytest.approx(last_scores["water"], abs=1e-4)
+
+    stopped = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, patience=0), out)
+    assert stopped.epochs_run == 1 and stopped.best_epoch == 1  # "best" with patience 0 stops at once
+
+
+def test_keep_last_resumes_an_early_stopped_run_to_the_end_of_its_schedule(data, tmp_path):
+    out = tmp_path / "model.onnx"
+    steps = {"n": 0}
+
+    def cancel_in_epoch_two() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 6
+
+    settings = quick("unet", epochs=3, samples_per_epoch=32)  # 4 steps per epoch
+    with pytest.raises(CancelledError):
+        train_on_data(data, settings, out, feedback=Feedback(is_cancelled=cancel_in_epoch_two))
+    checkpoint = out.with_suffix(".ckpt")
+    state = load_checkpoint(checkpoint)
+    state["stopped_early"] = True  # as if patience had run out after epoch 1
+    torch.save(state, str(checkpoint))
+    kept = tmp_path / "kept.ckpt"
+    shutil.copy(checkpoint, kept)
+
+    as_stopped = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, resume=checkpoint), out)
+    assert as_stopped.epochs_run == 1
+    to_the_end = train_on_data(
+        data, quick("unet", epochs=3, samples_per_epoch=32, resume=kept, checkpoint=kept, keep="last"), out
+    )
+    assert [h["epoch"] for h in to_the_end.history] == [1, 2, 3]
+    assert to_the_end.best_epoch == 3 and not to_the_end.stopped_early
+
+
 def test_head_only_retrain_changes_only_the_head(trained_unet, scene, tmp_path):
     result, _ = trained_unet
     image, labels, names = scene
@@ -348,6 +391,8 @@ def test_bad_settings_are_explained():
         TrainSettings(model="pixelcnn", pretrained_encoder="x.ckpt")
     with pytest.raises(GeedlError, match="Unknown model"):
         TrainSettings(model="resnet")
+    with pytest.raises(GeedlError, match="best, last"):
+        TrainSettings(keep="first")
 
 
 def test_vector_labels_with_any_class_field_and_inward_buffer(scene):

@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples-per-epoch", type=int)
     parser.add_argument("--lr", type=float, default=None, help="learning rate (1e-3; 3e-4 when fine-tuning)")
     parser.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
+    parser.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default="best",
+        help="weights to keep: the epoch that scores best on the validation blocks (stopping early), or "
+        "the last epoch (no early stopping; the validation scores are then an unbiased held-out estimate)",
+    )
     parser.add_argument("--val-split", choices=("blocks", "none"), default="blocks")
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--block-size", type=int, default=128, help="validation block side in pixels")
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         samples_per_epoch=args.samples_per_epoch,
         learning_rate=learning_rate,
         patience=args.patience,
+        keep=args.keep,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
         block_size=args.block_size,

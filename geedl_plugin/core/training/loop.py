@@ -81,6 +81,9 @@ class LoopPlan:
     schedule: str = "cosine"
     ema_decay: float = 0.0
     progress_interval_s: float = 1.0
+    #: "best": the epoch that scores best on the validation blocks, stopping early after
+    #: ``patience`` epochs without improvement; "last": every planned epoch, the last one kept
+    keep: str = "best"
     describe: str = ""  # the model line shown before the first epoch
 
 
@@ -271,8 +274,9 @@ def run_epochs(
     on_record: Record | None = None,
     resume_state: dict[str, Any] | None = None,
 ) -> LoopResult:
-    """Train ``model`` for the planned epochs (or until early stopping) and load the best
+    """Train ``model`` for the planned epochs (or until early stopping) and load the kept
     epoch's weights into it. ``resume_state`` is a checkpoint of this run to continue from."""
+    keep_last = plan.keep == "last"
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": state_cpu(model), "metrics": None}
     first_epoch = 1
@@ -290,7 +294,8 @@ def run_epochs(
             "metrics": resume_state.get("best_metrics"),
         }
         first_epoch = int(resume_state["epoch"]) + 1
-        stopped = bool(resume_state.get("stopped_early"))
+        # an early-stopped run resumed with keep="last" trains on to the end of its schedule
+        stopped = bool(resume_state.get("stopped_early")) and not keep_last
     steps = plan.steps
     total_steps = max(1, plan.epochs * steps)
     progress = Progress(
@@ -304,9 +309,8 @@ def run_epochs(
                        "replayed": True})
     seen_samples, train_time = 0, 0.0
     epoch = first_epoch - 1
-    for epoch in range(first_epoch, plan.epochs + 1):
-        if stopped:
-            break
+    # a run resumed after it stopped early trains no further epoch
+    for epoch in range(first_epoch, (first_epoch - 1 if stopped else plan.epochs) + 1):
         torch.manual_seed(plan.seed * 1000 + epoch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(plan.learning_rate, epoch, plan.epochs, plan.schedule)
@@ -361,10 +365,10 @@ def run_epochs(
         else:
             score, metrics = -train_loss, None
         improved = score > best["score"] + objective.min_delta
-        if improved:
+        if improved or keep_last:
             best = {"score": score, "epoch": epoch, "state": state_cpu(averaged), "metrics": metrics}
         history.append(entry)
-        stopped = epoch - best["epoch"] >= plan.patience
+        stopped = not keep_last and epoch - best["epoch"] >= plan.patience
         save_checkpoint(
             checkpoint,
             checkpoint_payload(
@@ -374,7 +378,7 @@ def run_epochs(
         message = (
             f"epoch {epoch}/{plan.epochs}: loss {train_loss:.4f}"
             + (f", {validation.summary}" if validation is not None and validation.summary else "")
-            + (" (best)" if improved else "")
+            + (" (best)" if improved and not keep_last else "")
         )
         progress.emit(epoch_record(entry, plan, best["epoch"], checkpoint, message), force=True)
         if on_record is None:  # the record already carries the message
@@ -383,6 +387,9 @@ def run_epochs(
             feedback.info(
                 f"Early stopping: no improvement for {plan.patience} epochs; best epoch {best['epoch']}"
             )
+            break
+    if keep_last and best["epoch"] != epoch:  # resumed with keep="last" from a finished "best" run
+        best = {"score": -math.inf, "epoch": epoch, "state": state_cpu(averaged), "metrics": None}
     model.load_state_dict(best["state"])
     return LoopResult(
         best,

@@ -551,6 +551,7 @@ class Trainer:
             schedule=s.schedule,
             ema_decay=s.ema_decay,
             progress_interval_s=s.progress_interval_s,
+            keep=s.keep,
             describe=f"{s.model}: {context['n_params']:,} parameters, {steps} steps of {s.effective_batch} "
             f"{probe.chip} px chips per epoch, device {self.device}",
         )
@@ -650,7 +651,7 @@ class Trainer:
         rate: float,
     ) -> TrainResult:
         s = self.settings
-        self.feedback.progress(90.0, "validating the best epoch")
+        self.feedback.progress(90.0, f"validating the weights of epoch {best['epoch']}")
         val_masks = context["split"].val_masks
         has_val = any(m.any() for m in val_masks)
         scored_on = "validation blocks" if has_val else "training pixels (no validation split)"

@@ -43,7 +43,9 @@ class TrainModelAlgorithm(CliAlgorithm):
         "separate blocks and exports an ONNX model whose metadata carries bands, normalisation, "
         "classes and metrics. Runs in the Python set in geedl's settings (torch never loads in QGIS). "
         "Writes model.onnx, model.ckpt, model.metrics.json and model.comparison.png. Numbers left at 0 "
-        "take the model's defaults."
+        "take the model's defaults. Weights to keep: the epoch that scores best on the validation "
+        "blocks (stopping early), or the last epoch, whose validation scores are then an unbiased "
+        "held-out estimate."
     )
 
     MODEL = "MODEL"
@@ -62,6 +64,7 @@ class TrainModelAlgorithm(CliAlgorithm):
     SAMPLES_PER_EPOCH = "SAMPLES_PER_EPOCH"
     LEARNING_RATE = "LEARNING_RATE"
     PATIENCE = "PATIENCE"
+    KEEP = "KEEP"
     VAL_SPLIT = "VAL_SPLIT"
     BALANCE = "BALANCE"
     AUGMENT = "AUGMENT"
@@ -115,6 +118,8 @@ class TrainModelAlgorithm(CliAlgorithm):
             self.LEARNING_RATE, "Learning rate (0: 1e-3, 3e-4 when fine-tuning)",
             QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0))
         self._int(self.PATIENCE, "Early stopping patience (epochs)", cli.get_default("patience"))
+        self.addParameter(enum_parameter(self.KEEP, "Weights to keep (best validation epoch, or last epoch)",
+                                         choices(cli, "keep"), cli.get_default("keep")))
         self.addParameter(enum_parameter(self.VAL_SPLIT, "Validation split", choices(cli, "val_split"),
                                          cli.get_default("val_split")))
         self.addParameter(enum_parameter(self.BALANCE, "Class balancing", choices(cli, "balance"),
@@ -152,6 +157,7 @@ class TrainModelAlgorithm(CliAlgorithm):
                 "--out", out,
                 "--epochs", str(self.parameterAsInt(parameters, self.EPOCHS, context)),
                 "--patience", str(self.parameterAsInt(parameters, self.PATIENCE, context)),
+                "--keep", enum_value(self, parameters, self.KEEP, context),
                 "--val-split", enum_value(self, parameters, self.VAL_SPLIT, context),
                 "--balance", enum_value(self, parameters, self.BALANCE, context),
                 "--tile-size", str(self.parameterAsInt(parameters, self.TILE_SIZE, context)),
