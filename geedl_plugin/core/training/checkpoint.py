@@ -1,10 +1,11 @@
 """Training checkpoints: written atomically after every epoch, so a crash, a cancel or a kill at
 any moment leaves the previous epoch's file intact and loadable.
 
-One ``.ckpt`` file holds two sets of weights: ``model_state`` (the best epoch so far: what is
-exported, fine-tuned, or used as a pretrained encoder) and ``last_state`` with the optimizer
-state (where ``--resume`` continues), plus everything needed to rebuild the model and its inputs
-without the training data (model spec, classes, bands, normalisation).
+One ``.ckpt`` file holds two sets of weights: ``model_state`` (the best epoch so far, or the
+latest with ``keep="last"``: what is exported, fine-tuned, or used as a pretrained encoder) and
+``last_state`` with the optimizer state (where ``--resume`` continues), plus everything needed to
+rebuild the model and its inputs without the training data (model spec, classes, bands,
+normalisation).
 """
 
 from __future__ import annotations

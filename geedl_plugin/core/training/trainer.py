@@ -4,8 +4,8 @@ Order of work (every check before the first step): outputs writable and enough d
 split into spatial blocks -> normalisation from training pixels -> model (pretrained encoder,
 fine-tune start or resume state) -> epochs of class-balanced, augmented chips with a weighted
 loss -> validation on held-out blocks after each epoch -> atomic checkpoint -> early stopping
--> the best epoch's weights exported to ONNX (checked against torch) with metadata -> metrics
-JSON and comparison PNG.
+-> the kept epoch's weights (best on the validation blocks, or the last) exported to ONNX
+(checked against torch) with metadata -> metrics JSON and comparison PNG.
 
 Progress goes two ways: ``feedback.progress`` (percent and a message, for Processing and the
 text CLI) and ``on_record`` (structured dicts: epoch, step, loss, validation metrics, ETA, for
