@@ -9,8 +9,8 @@ the big Havel lakes are not in the OSM extract, so they must not count as "other
 trains on spatial blocks and is scored on held-out blocks (same split for every model), per
 class IoU and F1, plus training time. The held-out blocks never choose the model: every training
 runs its whole schedule and keeps the last epoch's weights (``keep="last"``), so their scores are
-an unbiased estimate. (Keeping the epoch that scored best on them, as an analyst's training does
-by default, added up to 0.15 water IoU to a single fold and up to 0.045 to a pooled figure.)
+an unbiased estimate. (The epoch that scored best on them, which an analyst's training keeps by
+default, read up to 0.15 water IoU higher on a single fold and 0.045 higher on a pooled figure.)
 
     .venv/bin/python scripts/accuracy_study.py --out study-output [--models unet,pixelcnn]
         [--bands all --indices ''] [--epochs 40] [--threads 2] [--device auto] [--folds 4]
@@ -52,8 +52,8 @@ CLASSES = ["water", "farm", "forest"]
 # per model: the settings behind the reported figures (command-line options override them)
 STUDY_SETTINGS = {
     "unet": {
-        # width 32, not the laptop default 16: pooled held-out water IoU 0.790 / 0.731 against
-        # 0.734 / 0.653 in two repeats (--repeats 2, seeds 0 and 1), at about 2.5 times the time
+        # width 32, not the laptop default 16: pooled held-out water IoU 0.793 / 0.742 against
+        # 0.763 / 0.664 in two repeats (--repeats 2, seeds 0 and 1), at about 2.5 times the time
         "model_options": {"depth": 3, "width": 32},
         "chip_size": 64,
         "batch_size": 16,

@@ -16,7 +16,7 @@ from osgeo import gdal
 from geedl_plugin.core.errors import CancelledError, GeedlError
 from geedl_plugin.core.model_metadata import IGNORE_INDEX, read_metadata
 from geedl_plugin.core.progress import Feedback
-from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, train_on_data
+from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, loop, train_on_data
 from geedl_plugin.core.training.checkpoint import load_checkpoint
 from geedl_plugin.core.training.metrics import confusion_matrix, label_edges, scores
 from geedl_plugin.core.training.split import block_split
@@ -194,17 +194,39 @@ def test_cancel_keeps_the_last_checkpoint_and_resume_continues(data, tmp_path):
     assert load_checkpoint(checkpoint)["epoch"] == 3
 
 
-def test_keep_last_trains_every_epoch_and_exports_the_last_weights(data, tmp_path):
+BATCHNORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def test_keep_last_trains_every_epoch_and_exports_the_last_weights(data, tmp_path, monkeypatch):
     """keep="last": no early stopping even with patience 0, and the validation blocks only report:
-    the exported weights and the final scores are the last epoch's, never a chosen one."""
+    the exported weights are the last epoch's averaged ones, never a chosen epoch's, with batch-norm
+    statistics from FINAL_BN_BATCHES batches (per epoch a few suffice to follow the curve)."""
+    counts = []
+    recalibrate = loop.recalibrate_batchnorm
+
+    def counting(model, sampler, batch_size, device, batches=12, check_cancelled=None):
+        counts.append(batches)
+        recalibrate(model, sampler, batch_size, device, batches, check_cancelled)
+
+    monkeypatch.setattr(loop, "recalibrate_batchnorm", counting)
     out = tmp_path / "model.onnx"
     result = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, patience=0, keep="last"), out)
     assert result.epochs_run == 3 and result.best_epoch == 3 and not result.stopped_early
+    assert counts == [2, 2, 2, loop.FINAL_BN_BATCHES]  # 4 steps per epoch: 2 batches each
     state = load_checkpoint(out.with_suffix(".ckpt"))
-    for name, weights in state["ema_state"].items():  # the averaged weights are what is validated
-        assert torch.equal(weights, state["model_state"][name]), name
-    last_scores = result.history[-1]["val"]["iou"]
-    assert result.metrics["per_class"]["water"]["iou"] == pytest.approx(last_scores["water"], abs=1e-4)
+    settled = [name for name in state["model_state"] if name.endswith(BATCHNORM_STATISTICS[:2])]
+    assert settled
+    for name, weights in state["ema_state"].items():
+        if name in settled:
+            assert not torch.equal(weights, state["model_state"][name]), name
+        elif not name.endswith(BATCHNORM_STATISTICS):
+            assert torch.equal(weights, state["model_state"][name]), name
+
+    again = train_on_data(
+        data, quick("unet", epochs=3, samples_per_epoch=32, keep="last", resume=out.with_suffix(".ckpt")), out
+    )
+    assert again.epochs_run == 3
+    assert again.metrics["confusion_matrix"] == result.metrics["confusion_matrix"]  # settled the same way
 
     stopped = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, patience=0), out)
     assert stopped.epochs_run == 1 and stopped.best_epoch == 1  # "best" with patience 0 stops at once

@@ -36,8 +36,8 @@ from .widgets import MetricsTable, ProgressRow
 
 MODEL_FILE = "model.onnx"  # what "Train" writes in the run folder (its checkpoint: model.ckpt)
 # U-Net / SegNet first-level channels: 16 trains fast on a laptop CPU; 32 scored higher in both
-# repeats of the accuracy study (held-out water IoU of the last epoch 0.790 / 0.731 against
-# 0.734 / 0.653, README) at ~2.5 x the time
+# repeats of the accuracy study (held-out water IoU of the last epoch 0.793 / 0.742 against
+# 0.763 / 0.664, README) at ~2.5 x the time
 SIZES = ((16, "Standard (width 16, fast on a laptop)"), (32, "Wide (width 32: learns more, ~2.5 x slower)"))
 SIZED_MODELS = ("unet", "segnet")
 MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),

@@ -30,6 +30,8 @@ from ..progress import Feedback
 from .checkpoint import save_checkpoint
 
 Record = Callable[[dict[str, Any]], None]
+#: batches whose batch-norm statistics the kept weights get at the end (see settle_batchnorm)
+FINAL_BN_BATCHES = 200
 
 
 class BatchSource(Protocol):
@@ -196,7 +198,12 @@ def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: flo
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: torch.nn.Module, sampler: BatchSource, batch_size: int, device: str, batches: int = 12
+    model: torch.nn.Module,
+    sampler: BatchSource,
+    batch_size: int,
+    device: str,
+    batches: int = 12,
+    check_cancelled: Callable[[], None] | None = None,
 ) -> None:
     """Recompute batch-norm statistics for the current weights ("precise BN").
 
@@ -217,11 +224,48 @@ def recalibrate_batchnorm(
         layer.momentum = None  # cumulative moving average
     try:
         for _ in range(batches):
+            if check_cancelled is not None:
+                check_cancelled()
             chips = sampler.batch(batch_size)[0]
             model(torch.from_numpy(chips).to(device))
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
+
+
+def settle_batchnorm(
+    template: torch.nn.Module,
+    best: dict[str, Any],
+    objective: Objective,
+    plan: LoopPlan,
+    device: str,
+    feedback: Feedback,
+) -> bool:
+    """Give the kept weights batch-norm statistics from FINAL_BN_BATCHES batches, in place in
+    ``best``; False when the model has no batch norm to settle.
+
+    Why: the dozen batches that suffice to follow the validation curve are too few for the model
+    that is handed over. On the Brandenburg accuracy study the same final weights of one fold
+    scored 0.83-0.90 held-out water IoU with statistics from four draws of 12 batches (0.80 with
+    the draw stored at its last epoch), and 0.851 / 0.854 with two draws of 300 batches.
+    """
+    kept = copy.deepcopy(template)
+    kept.load_state_dict(best["state"])
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in kept.modules()):
+        return False
+    feedback.progress(90.0, f"batch-norm statistics of the kept weights ({FINAL_BN_BATCHES} batches)")
+    torch.manual_seed(plan.seed * 1000 + plan.epochs + 1)
+    kept.train()
+    recalibrate_batchnorm(
+        kept,
+        objective.sampler(plan.epochs + 1),
+        plan.batch_size,
+        device,
+        batches=FINAL_BN_BATCHES,
+        check_cancelled=feedback.check_cancelled,
+    )
+    best["state"] = state_cpu(kept)
+    return True
 
 
 def backup_previous(model: Path, checkpoint: Path, resume: Path | None, feedback: Feedback) -> None:
@@ -390,6 +434,13 @@ def run_epochs(
             break
     if keep_last and best["epoch"] != epoch:  # resumed with keep="last" from a finished "best" run
         best = {"score": -math.inf, "epoch": epoch, "state": state_cpu(averaged), "metrics": None}
+    if settle_batchnorm(averaged, best, objective, plan, device, feedback):
+        save_checkpoint(  # the checkpoint's kept weights are the exported ones
+            checkpoint,
+            checkpoint_payload(
+                model, optimizer, epoch, best, history, stopped, objective.checkpoint_extras(), averaged
+            ),
+        )
     model.load_state_dict(best["state"])
     return LoopResult(
         best,
