@@ -241,8 +241,8 @@ def settle_batchnorm(
     device: str,
     feedback: Feedback,
 ) -> bool:
-    """Give the kept weights batch-norm statistics from FINAL_BN_BATCHES batches, in place in
-    ``best``; False when the model has no batch norm to settle.
+    """Give the kept weights batch-norm statistics from FINAL_BN_BATCHES batches (never more
+    than the run's own steps), in place in ``best``; False when the model has no batch norm.
 
     Why: the dozen batches that suffice to follow the validation curve are too few for the model
     that is handed over. On the Brandenburg accuracy study the same final weights of one fold
@@ -253,7 +253,8 @@ def settle_batchnorm(
     kept.load_state_dict(best["state"])
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in kept.modules()):
         return False
-    feedback.progress(90.0, f"batch-norm statistics of the kept weights ({FINAL_BN_BATCHES} batches)")
+    batches = max(1, min(FINAL_BN_BATCHES, plan.epochs * plan.steps))
+    feedback.progress(90.0, f"batch-norm statistics of the kept weights ({batches} batches)")
     torch.manual_seed(plan.seed * 1000 + plan.epochs + 1)
     kept.train()
     recalibrate_batchnorm(
@@ -261,7 +262,7 @@ def settle_batchnorm(
         objective.sampler(plan.epochs + 1),
         plan.batch_size,
         device,
-        batches=FINAL_BN_BATCHES,
+        batches=batches,
         check_cancelled=feedback.check_cancelled,
     )
     best["state"] = state_cpu(kept)
