@@ -36,6 +36,7 @@ def step_rate(data, model_name: str, chip: int, batch: int, steps: int, options:
     import torch
 
     from geedl_plugin.core.models import build_model
+    from geedl_plugin.core.training.losses import SegmentationLoss
 
     split = block_split(data.scenes, data.n_classes, block_size=128, val_fraction=0.25, seed=0)
     masks = split.train_masks()
@@ -47,7 +48,7 @@ def step_rate(data, model_name: str, chip: int, batch: int, steps: int, options:
         images, [s.label for s in data.scenes], masks, data.n_classes, chip=chip, margin=model.margin, seed=0
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    loss_fn = SegmentationLoss(None, "cpu", TrainSettings(model=model_name).effective_loss)
     model.train()
 
     def one() -> None:

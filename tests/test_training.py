@@ -416,6 +416,8 @@ def test_bad_settings_are_explained():
         TrainSettings(model="resnet")
     with pytest.raises(GeedlError, match="best, last"):
         TrainSettings(keep="first")
+    with pytest.raises(GeedlError, match="auto, ce, ce\\+lovasz"):
+        TrainSettings(loss="dice")
 
 
 def test_vector_labels_with_any_class_field_and_inward_buffer(scene):

@@ -76,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weights to keep: the epoch that scores best on the validation blocks (stopping early), or "
         "the last epoch (no early stopping; the validation scores are then an unbiased held-out estimate)",
     )
+    parser.add_argument(
+        "--loss",
+        choices=("auto", "ce", "ce+lovasz"),
+        default="auto",
+        help="training loss: cross-entropy (ce), or cross-entropy plus the Lovász-softmax term that "
+        "optimises IoU (ce+lovasz); auto = ce+lovasz for the U-Net, ce for the other models",
+    )
     parser.add_argument("--val-split", choices=("blocks", "none"), default="blocks")
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--block-size", type=int, default=128, help="validation block side in pixels")
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=learning_rate,
         patience=args.patience,
         keep=args.keep,
+        loss=args.loss,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
         block_size=args.block_size,

@@ -45,7 +45,8 @@ class TrainModelAlgorithm(CliAlgorithm):
         "Writes model.onnx, model.ckpt, model.metrics.json and model.comparison.png. Numbers left at 0 "
         "take the model's defaults. Weights to keep: the epoch that scores best on the validation "
         "blocks (stopping early), or the last epoch, whose validation scores are then an unbiased "
-        "held-out estimate."
+        "held-out estimate. Loss: cross-entropy, or cross-entropy plus the Lovász-softmax term that "
+        "optimises IoU (the U-Net's default)."
     )
 
     MODEL = "MODEL"
@@ -65,6 +66,7 @@ class TrainModelAlgorithm(CliAlgorithm):
     LEARNING_RATE = "LEARNING_RATE"
     PATIENCE = "PATIENCE"
     KEEP = "KEEP"
+    LOSS = "LOSS"
     VAL_SPLIT = "VAL_SPLIT"
     BALANCE = "BALANCE"
     AUGMENT = "AUGMENT"
@@ -120,6 +122,8 @@ class TrainModelAlgorithm(CliAlgorithm):
         self._int(self.PATIENCE, "Early stopping patience (epochs)", cli.get_default("patience"))
         self.addParameter(enum_parameter(self.KEEP, "Weights to keep (best validation epoch, or last epoch)",
                                          choices(cli, "keep"), cli.get_default("keep")))
+        self.addParameter(enum_parameter(self.LOSS, "Loss (auto: + Lovász IoU term for the U-Net)",
+                                         choices(cli, "loss"), cli.get_default("loss")))
         self.addParameter(enum_parameter(self.VAL_SPLIT, "Validation split", choices(cli, "val_split"),
                                          cli.get_default("val_split")))
         self.addParameter(enum_parameter(self.BALANCE, "Class balancing", choices(cli, "balance"),
@@ -158,6 +162,7 @@ class TrainModelAlgorithm(CliAlgorithm):
                 "--epochs", str(self.parameterAsInt(parameters, self.EPOCHS, context)),
                 "--patience", str(self.parameterAsInt(parameters, self.PATIENCE, context)),
                 "--keep", enum_value(self, parameters, self.KEEP, context),
+                "--loss", enum_value(self, parameters, self.LOSS, context),
                 "--val-split", enum_value(self, parameters, self.VAL_SPLIT, context),
                 "--balance", enum_value(self, parameters, self.BALANCE, context),
                 "--tile-size", str(self.parameterAsInt(parameters, self.TILE_SIZE, context)),
