@@ -30,6 +30,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import GeedlError
+from ..core.training.settings import BALANCE_MODES, KEEP_MODES, LOSSES, VAL_SPLITS
 from . import add_progress_option, emit_result
 from .training_io import training_io
 
@@ -71,24 +72,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
     parser.add_argument(
         "--keep",
-        choices=("best", "last"),
+        choices=KEEP_MODES,
         default="best",
         help="weights to keep: the epoch that scores best on the validation blocks (stopping early), or "
         "the last epoch (no early stopping; the validation scores are then an unbiased held-out estimate)",
     )
     parser.add_argument(
         "--loss",
-        choices=("auto", "ce", "ce+lovasz"),
+        choices=LOSSES,
         default="auto",
         help="training loss: cross-entropy (ce), or cross-entropy plus the Lovász-softmax term that "
         "optimises IoU (ce+lovasz); auto = ce+lovasz for the U-Net, ce for the other models",
     )
-    parser.add_argument("--val-split", choices=("blocks", "none"), default="blocks")
+    parser.add_argument("--val-split", choices=VAL_SPLITS, default="blocks")
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--block-size", type=int, default=128, help="validation block side in pixels")
     parser.add_argument(
         "--balance",
-        choices=("auto", "sampling", "weights", "both", "none"),
+        choices=BALANCE_MODES,
         default="auto",
         help="class balancing: weighted loss, balanced chip sampling, both, none; auto = weights only "
         "when a class has under 2%% of the labels",

@@ -53,17 +53,17 @@ def lovasz_softmax(
 
 
 class SegmentationLoss(torch.nn.Module):
-    """Cross-entropy with class weights and the ignore index, plus ``lovasz_weight`` times the
-    Lovász-softmax term when asked."""
+    """Cross-entropy with class weights and the ignore index, plus the Lovász-softmax term when
+    ``kind`` is "ce+lovasz" (``TrainSettings.effective_loss``)."""
 
-    def __init__(self, weights: np.ndarray | None, device: str, kind: str = "ce", lovasz_weight: float = 1.0):
+    def __init__(self, weights: np.ndarray | None, device: str, kind: str = "ce"):
         super().__init__()
         weight = torch.from_numpy(weights).to(device) if weights is not None else None
         self.cross_entropy = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
-        self.lovasz_weight = float(lovasz_weight) if kind == "ce+lovasz" else 0.0
+        self.lovasz = kind == "ce+lovasz"
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cross_entropy(logits, target)
-        if self.lovasz_weight and logits.dim() == 4:
-            loss = loss + self.lovasz_weight * lovasz_softmax(logits, target)
+        if self.lovasz and logits.dim() == 4:
+            loss = loss + lovasz_softmax(logits, target)
         return loss

@@ -117,10 +117,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _loss_fn(weights: np.ndarray | None, device: str, kind: str = "ce") -> torch.nn.Module:
-    return SegmentationLoss(weights, device, kind)
-
-
 def evaluate(
     model: GeedlModel,
     images: list[np.ndarray],
@@ -199,7 +195,7 @@ class _Classification:
         self.trainer = trainer
         self.model = model
         self.context = context
-        self.loss_fn = _loss_fn(context["weights"], trainer.device, trainer.settings.effective_loss)
+        self.loss_fn = SegmentationLoss(context["weights"], trainer.device, trainer.settings.effective_loss)
         self.val_masks = context["split"].val_masks
         self.has_val = any(m.any() for m in self.val_masks)
 
@@ -593,7 +589,7 @@ class Trainer:
         y_all = torch.from_numpy(np.concatenate(targets))[:, None, None].to(device)
         head_params = [p for m in model.head_modules() for p in m.parameters()]
         optimizer = torch.optim.AdamW(head_params, lr=s.learning_rate, weight_decay=s.weight_decay)
-        loss_fn = _loss_fn(context["weights"], device, s.effective_loss)
+        loss_fn = SegmentationLoss(context["weights"], device, s.effective_loss)
         batch = 4096
         steps_per_epoch = max(1, math.ceil(len(x_all) / batch))
         total = max(1, s.epochs * steps_per_epoch)
