@@ -70,7 +70,7 @@ def open_dock():
     else:
         dock.show()
         dock.raise_()
-        iface.mainWindow().resizeDocks([dock], [520], Qt.Horizontal)
+        iface.mainWindow().resizeDocks([dock], [440], Qt.Horizontal)
         if COMPOSITE:
             from geedl_plugin.gui import layers
             from geedl_plugin.gui.context import COMPOSITE as ROLE

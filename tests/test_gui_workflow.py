@@ -30,13 +30,17 @@ from geedl_plugin.gui.context import COMPOSITE, LABELS, MODEL, PREDICTION
 from geedl_plugin.gui.step_labels import LabelsStep
 from geedl_plugin.gui.step_predict import PredictStep
 from geedl_plugin.gui.step_train import TrainStep
+from geedl_plugin.gui.widgets import DOCK_PAGE_WIDTH
 
 REGION = (338000, 5818040, 340000, 5820040)  # 2 x 2 km: farm, forest, meadow, scrub, water, wetland
 
 
 def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_path):
     set_view(qgis_canvas, BRANDENBURG_CRS, BRANDENBURG_VIEW)
+    assert not dock.toolbox.isItemEnabled(1)
+    assert dock.toolbox.itemText(1).endswith("\u2013 needs a region (step 1)")  # says why it is off
     draw_region(dock, qtbot, qgis_canvas, REGION)
+    assert dock.toolbox.isItemEnabled(1) and "needs" not in dock.toolbox.itemText(1)
     fetch_sample(dock, qtbot, "brandenburg")
     assert dock.ctx.has(COMPOSITE)
 
@@ -165,3 +169,8 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
 
     names = {layer.name() for layer in layers.layers_in_run(dock.ctx.run)}
     assert names >= {"region", "composite", "prediction", "errors water", "labels (model)"}
+
+    # every step filled in (metrics tables, class lists, long layer names): still no page wider
+    # than a narrow dock
+    widths = {step.title: step.minimumSizeHint().width() for step in dock.steps}
+    assert max(widths.values()) <= DOCK_PAGE_WIDTH, widths

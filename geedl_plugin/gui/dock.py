@@ -26,6 +26,7 @@ from .step_predict import PredictStep
 from .step_region import RegionStep
 from .step_source import SourceStep
 from .step_train import TrainStep
+from .widgets import fit_narrow
 
 DOCK_OBJECT_NAME = "GeedlDock"
 
@@ -62,6 +63,7 @@ class GeedlDock(QgsDockWidget):
         self.steps: list[Step] = [RegionStep(self.ctx), SourceStep(self.ctx), LabelsStep(self.ctx),
                                   TrainStep(self.ctx), PredictStep(self.ctx)]
         for step in self.steps:
+            fit_narrow(step)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setWidget(step)
@@ -97,7 +99,7 @@ class GeedlDock(QgsDockWidget):
             step.refresh()
             need = step.missing()
             self.toolbox.setItemEnabled(index, not need)
-            self.toolbox.setItemText(index, step.title + (f"  (needs {need})" if need else ""))
+            self.toolbox.setItemText(index, step.title + (f"  \u2013 needs {need}" if need else ""))
             self.toolbox.setItemToolTip(index, f"Needs {need}" if need else "")
 
     def open_next_step(self, key: str) -> None:

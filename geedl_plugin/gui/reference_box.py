@@ -80,8 +80,6 @@ class ReferenceBox(QgsCollapsibleGroupBox):
         for key, spec in PRODUCTS.items():
             self.product.addItem(f"{spec.title} (Earth Engine)", key)
         self.product.currentIndexChanged.connect(self._product_changed)
-        self.product.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.product.setMinimumContentsLength(20)
         form.addRow("Product", self.product)
 
         self.local_box = QWidget()

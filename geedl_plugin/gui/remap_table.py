@@ -33,6 +33,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.errors import GeedlError
 from ..core.reference.legends import IGNORE
 from ..core.reference.remap import DEFAULT_COLORS, FORMAT_VERSION, RemapTable
+from .widgets import grid_of
 
 IGNORE_TEXT = "ignore"
 
@@ -80,17 +81,13 @@ class RemapTableWidget(QWidget):
         self.rows.verticalHeader().setVisible(False)
         self.rows.setMinimumHeight(160)
         layout.addWidget(self.rows)
-        others_row = QHBoxLayout()
-        others_row.addWidget(QLabel("Everything else"))
         self.others = QComboBox()
         self.others.setToolTip("Where the product's classes not mapped above go (usually ignore)")
         self.others.currentIndexChanged.connect(self._emit)
-        others_row.addWidget(self.others, 1)
         self.add_value_button = QPushButton("Add value...")
         self.add_value_button.setToolTip("A class value the list lacks (a local raster's own codes)")
         self.add_value_button.clicked.connect(self._ask_value)
-        others_row.addWidget(self.add_value_button)
-        layout.addLayout(others_row)
+        layout.addLayout(grid_of([QLabel("Everything else"), self.others, self.add_value_button], 2))
 
     # -- project classes -------------------------------------------------------------------------
 

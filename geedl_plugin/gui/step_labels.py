@@ -25,10 +25,10 @@ from qgis.PyQt.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -44,7 +44,7 @@ from .expression_builder import ExpressionBuilder
 from .forms import set_widget_value, widget_value
 from .reference_box import ReferenceBox
 from .styles import apply_qml, set_class_dropdown, style_paletted
-from .widgets import ProgressRow
+from .widgets import ProgressRow, grid_of
 
 # (rule spec, label) as core.labels.rules.rule_from_spec understands them
 RULE_CHOICES = (("crop", "crop: HUE < t_hue and NDVI > t_ndvi (document 000)"),
@@ -257,7 +257,7 @@ class LabelsStep(Step):
 
     def _edit_box(self) -> QGroupBox:
         box = QGroupBox("Correct and export")
-        row = QHBoxLayout(box)
+        grid = QVBoxLayout(box)
         self.edit_button = QPushButton("Edit labels")
         self.edit_button.setCheckable(True)
         self.edit_button.setToolTip("Toggle editing of the label layer; switching it off saves the edits")
@@ -273,10 +273,7 @@ class LabelsStep(Step):
         self.chip_size.setValue(256)
         self.chip_size.setSuffix(" px")
         self.chip_size.setToolTip("Chip size")
-        row.addWidget(self.edit_button)
-        row.addWidget(self.export_button)
-        row.addWidget(self.chips_button)
-        row.addWidget(self.chip_size)
+        grid.addLayout(grid_of([self.edit_button, self.export_button, self.chips_button, self.chip_size], 2))
         self.form["chip_size"] = self.chip_size
         return box
 

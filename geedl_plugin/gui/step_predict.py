@@ -33,7 +33,7 @@ from ..core.region import Region, region_from_bounds, region_from_file
 from . import layers
 from .context import COMPOSITE, LABELS, MODEL, PREDICTION, REGION, DockContext, Step
 from .styles import apply_qml, style_classes, style_error_map, style_single_band
-from .widgets import MetricsTable, ProgressRow
+from .widgets import MetricsTable, ProgressRow, grid_of
 
 WHOLE, VISIBLE, DRAWN = "whole", "visible", "region"
 ERRORS = "errors"
@@ -86,16 +86,14 @@ class PredictStep(Step):
         self.target = QgsMapLayerComboBox()
         self.target.setFilters(QgsMapLayerProxyModel.RasterLayer)
         form.addRow("Raster", self.target)
-        area_row = QHBoxLayout()
         self.area_buttons: dict[str, QRadioButton] = {}
         group = QButtonGroup(self)
         for key, label in ((WHOLE, "Whole layer"), (VISIBLE, "Visible extent"), (DRAWN, "Region (step 1)")):
             button = QRadioButton(label)
             group.addButton(button)
-            area_row.addWidget(button)
             self.area_buttons[key] = button
         self.area_buttons[WHOLE].setChecked(True)
-        form.addRow("Area", area_row)
+        form.addRow("Area", grid_of(list(self.area_buttons.values()), 2))
         settings = ctx.settings()
         self.tile = QSpinBox()
         self.tile.setRange(16, 8192)
@@ -116,7 +114,6 @@ class PredictStep(Step):
         self.run_row = ProgressRow("Run model")
         self.run_row.button.clicked.connect(self.run_model)
         self.layout_.addLayout(self.run_row)
-        row = QHBoxLayout()
         self.evaluate_button = QPushButton("Evaluate against labels")
         self.evaluate_button.setToolTip("Per-class IoU, precision, recall, F1 and an error map, against the "
                                         "labels of step 3")
@@ -128,10 +125,8 @@ class PredictStep(Step):
         self.vectorize_button.setToolTip("Polygons of the predicted classes in the label schema (source = "
                                          "model), to correct and retrain from")
         self.vectorize_button.clicked.connect(self.vectorize)
-        row.addWidget(self.evaluate_button)
-        row.addWidget(self.class_of_interest)
-        row.addWidget(self.vectorize_button)
-        self.layout_.addLayout(row)
+        buttons = [self.evaluate_button, self.class_of_interest, self.vectorize_button]
+        self.layout_.addLayout(grid_of(buttons, 2))
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.layout_.addWidget(self.status)

@@ -45,7 +45,7 @@ from .earthengine import EeRequest, decision_work, preview_work, rebuild_work
 from .step_region import region_path
 from .styles import percentile_stretch, rgb_band_indices, style_composite
 from .tasks import RunnerTask
-from .widgets import ProgressRow
+from .widgets import ProgressRow, grid_of
 
 EE_COLLECTIONS = ("S2_SR", "S2", "L8", "L9")
 EE_CLOUD_MASKS = ("auto", "qa60", "csplus", "scl", "qa_pixel", "none")
@@ -172,16 +172,14 @@ class SourceStep(Step):
         form = QFormLayout(box)
         self.bands = QLineEdit(",".join(DEFAULT_BANDS))
         form.addRow("Bands", self.bands)
-        index_row = QHBoxLayout()
         self.index_boxes: dict[str, QCheckBox] = {}
         for name, index in BUILTIN_INDICES.items():
             check = QCheckBox(name)
             check.setToolTip(f"{index.description}: {index.expression}")
             check.setChecked(name in ("NDVI", "HUE"))  # document 000
             self.index_boxes[name] = check
-            index_row.addWidget(check)
             self.form[f"index_{name}"] = check
-        form.addRow("Indices", index_row)
+        form.addRow("Indices", grid_of(list(self.index_boxes.values()), 3))
         self.custom_index = QLineEdit()
         self.custom_index.setPlaceholderText("optional: NAME=expression, e.g. WET=(B3-B11)/(B3+B11)")
         form.addRow("Own index", self.custom_index)

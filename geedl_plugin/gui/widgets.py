@@ -5,13 +5,45 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QWidget,
 )
+
+# the narrowest a dock page should need (px): QGIS docks open about 300-450 px wide, and a page
+# wider than its dock hides its right edge (the Cancel buttons) behind a horizontal scroll bar
+DOCK_PAGE_WIDTH = 400
+# characters a drop-down shows when the dock is narrow (its list still shows whole entries)
+COMBO_CHARACTERS = 10
+
+
+def fit_narrow(page: QWidget) -> None:
+    """Let a dock page shrink to :data:`DOCK_PAGE_WIDTH`: drop-downs stop sizing themselves to their
+    longest entry (a model size or rule description is 50 characters) and form rows put a field
+    under its label when both do not fit side by side. Call it before the page is first shown: a
+    drop-down keeps the minimum width it computed once."""
+    for combo in page.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(COMBO_CHARACTERS)
+    for form in page.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+
+
+def grid_of(widgets: list[QWidget], columns: int) -> QGridLayout:
+    """Widgets in rows of ``columns`` (check boxes, radio buttons, buttons that would make one
+    row wider than a dock)."""
+    grid = QGridLayout()
+    grid.setContentsMargins(0, 0, 0, 0)
+    for position, widget in enumerate(widgets):
+        grid.addWidget(widget, position // columns, position % columns)
+    return grid
 
 
 class ProgressRow(QHBoxLayout):
@@ -24,6 +56,7 @@ class ProgressRow(QHBoxLayout):
         self.bar.setRange(0, 100)
         self.bar.setValue(0)
         self.bar.setTextVisible(True)
+        self.bar.setMinimumWidth(60)  # its own hint (about 110 px) would widen a narrow dock
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
         self.addWidget(self.button)
