@@ -7,6 +7,7 @@ import sys
 
 from fixtures_gui import dock_fixture, gui_settings_fixture  # noqa: F401
 from qgis.core import QgsSettings
+from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImage, QPainter
 
@@ -63,11 +64,38 @@ def page_widths(dock) -> dict[str, int]:
 
 
 def test_every_step_fits_a_narrow_dock(dock):
+    for box in dock.findChildren(QgsCollapsibleGroupBox):  # measured open (Advanced, reference map)
+        box.setCollapsed(False)
     widths = page_widths(dock)
     assert len(widths) == 5
     # before fit_narrow the Labels page needed 675 px (a 50-character rule description in a
     # drop-down) and Train 641 px: a dock of usual width hid the Cancel buttons
     assert max(widths.values()) <= DOCK_PAGE_WIDTH, widths
+
+
+def test_train_advanced_options_reach_the_train_command(dock, tmp_path):
+    from geedl_plugin.cli import command_parser
+    from geedl_plugin.gui.context import COMPOSITE, LABELS
+
+    dock.ctx.set_artifact(COMPOSITE, {"path": str(tmp_path / "composite.tif"), "bands": []})
+    dock.ctx.set_artifact(LABELS, {"path": str(tmp_path / "labels.gpkg"), "field": "fclass",
+                                   "classes": ["water", "farm"]})
+    train = dock.step(TrainStep)
+    parser = command_parser("train")
+    out = tmp_path / "model.onnx"
+    # the dock starts from the command's own defaults
+    args = parser.parse_args(train.arguments(out, fast=False))
+    chosen = (args.loss, args.keep, args.patience, args.balance, args.device)
+    assert chosen == ("auto", "best", 6, "auto", "auto")
+    assert train.patience.isEnabled()
+    # and passes what the analyst chose, in values the command accepts
+    for name, value in (("loss", "ce+lovasz"), ("keep", "last"), ("balance", "sampling"), ("device", "cpu")):
+        train.advanced[name].setCurrentIndex(train.advanced[name].findData(value))
+    assert not train.patience.isEnabled(), "no early stopping when the last epoch is kept"
+    args = parser.parse_args(train.arguments(out, fast=False))
+    assert (args.loss, args.keep, args.balance, args.device) == ("ce+lovasz", "last", "sampling", "cpu")
+    assert train.advanced["loss"].currentText() == "cross-entropy + Lovász (IoU)"
+    assert {"loss", "keep", "balance", "device", "patience"} <= set(train.form)  # saved in the project
 
 
 def test_settings_dialog_saves_to_qgssettings(qgis_app, qtbot):

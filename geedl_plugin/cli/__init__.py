@@ -9,6 +9,7 @@ sets ``func`` on its parser; user errors (GeedlError) print one clear line and e
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import signal
@@ -21,6 +22,24 @@ from ..core.progress import Feedback, jsonl_feedback, text_feedback
 # modules under geedl_plugin.cli that define commands, in the order shown in --help
 COMMAND_MODULES = ("samples", "composite", "autolabel", "rasterize", "chips", "denoise", "train", "predict",
                    "evaluate", "ee_predict", "reference", "regress", "demo")
+
+
+@functools.cache
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """A command's parser, for its defaults and choices: the Processing algorithms and the dock offer
+    what the command accepts (the cli modules import no torch)."""
+    module = importlib.import_module(f"{__package__}.{command}")
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    module.register(subparsers)
+    return subparsers.choices[command]
+
+
+def choices(parser: argparse.ArgumentParser, dest: str) -> tuple[str, ...]:
+    """The choices of a command's option (argparse has no public accessor)."""
+    for action in parser._actions:
+        if action.dest == dest and action.choices:
+            return tuple(action.choices)
+    raise KeyError(f"{parser.prog} has no option {dest!r} with choices")
 
 
 def feedback_from_args(args: argparse.Namespace, step: str) -> Feedback:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import Qgis
+from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
     QSpinBox,
 )
 
+from ..cli import choices, command_parser
 from .context import COMPOSITE, LABELS, MODEL, DockContext, Step
 from .plot import LinePlot
 from .tasks import RunnerTask
@@ -45,6 +47,16 @@ SIZES = (
     (64, "Large (width 64: most accurate, ~5 x slower; use a GPU)"),
 )
 SIZED_MODELS = ("unet", "segnet")
+# what the advanced options' values mean (a value the train command gains later shows as itself)
+CHOICE_TEXT = {
+    "loss": {"auto": "auto (U-Net: with Lovász)", "ce": "cross-entropy",
+             "ce+lovasz": "cross-entropy + Lovász (IoU)"},
+    "keep": {"best": "best validation epoch (stops early)", "last": "last epoch (unbiased scores)"},
+    "balance": {"auto": "auto (weights a class under 2 %)", "sampling": "balanced chip sampling",
+                "weights": "weighted loss", "both": "sampling and weights", "none": "none"},
+    "device": {"auto": "auto (GPU if the runner has one)", "cpu": "CPU", "cuda": "GPU (CUDA)"},
+}
+ADVANCED = ("loss", "keep", "balance", "device")
 MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),
           ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
 
@@ -98,6 +110,7 @@ class TrainStep(Step):
         self.augment.setChecked(True)
         form.addRow("Augment", self.augment)
         self.layout_.addWidget(box)
+        self.layout_.addWidget(self._advanced_box())
 
         self.train_row = ProgressRow("Train")
         self.train_row.button.clicked.connect(lambda: self.train(fast=False))
@@ -122,7 +135,38 @@ class TrainStep(Step):
         self.form.update({"model": self.model, "size": self.size, "epochs": self.epochs,
                           "validation": self.validation, "classes": self.classes,
                           "other_class": self.other_class, "val_fraction": self.val_fraction,
-                          "augment": self.augment})
+                          "augment": self.augment, "patience": self.patience,
+                          **{name: combo for name, combo in self.advanced.items()}})
+
+    def _advanced_box(self) -> QgsCollapsibleGroupBox:
+        """The train command's loss, kept weights, balancing and device (collapsed: the defaults
+        suit a first model), offered with exactly the choices and defaults the command has."""
+        box = QgsCollapsibleGroupBox("Advanced")
+        box.setCollapsed(True)
+        form = QFormLayout(box)
+        parser = command_parser("train")
+        self.advanced: dict[str, QComboBox] = {}
+        titles = {"loss": "Loss", "keep": "Weights kept", "balance": "Class balance", "device": "Device"}
+        for name in ADVANCED:
+            combo = QComboBox()
+            for value in choices(parser, name):
+                combo.addItem(CHOICE_TEXT[name].get(value, value), value)
+            combo.setCurrentIndex(combo.findData(parser.get_default(name)))
+            self.advanced[name] = combo
+            form.addRow(titles[name], combo)
+            if name == "keep":
+                self.patience = QSpinBox()
+                self.patience.setRange(1, 1000)
+                self.patience.setValue(parser.get_default("patience"))
+                self.patience.setSuffix(" epochs")
+                self.patience.setToolTip("Stop when the validation score has not improved for this long")
+                combo.currentIndexChanged.connect(
+                    lambda _i: self.patience.setEnabled(self.advanced["keep"].currentData() == "best"))
+                form.addRow("Early stopping", self.patience)
+        self.advanced["keep"].setToolTip(
+            "The best epoch is the model to hand over, but its validation score is optimistic (the "
+            "blocks chose it); keep the last epoch for an unbiased score")
+        return box
 
     def missing(self) -> str:
         need = []
@@ -172,6 +216,9 @@ class TrainStep(Step):
             args += ["--other-class", self.other_class.text().strip()]
         if not self.augment.isChecked():
             args.append("--no-augment")
+        for name, combo in self.advanced.items():
+            args += [f"--{name}", combo.currentData()]
+        args += ["--patience", str(self.patience.value())]
         if fast:
             args += ["--finetune-from", self.ctx.artifact(MODEL)["path"], "--head-only"]
         elif resume:

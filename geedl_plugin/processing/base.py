@@ -9,9 +9,6 @@ our message (what to change), not a traceback.
 
 from __future__ import annotations
 
-import argparse
-import functools
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -129,23 +126,6 @@ class GeedlAlgorithm(QgsProcessingAlgorithm):
             feedback: QgsProcessingFeedback, core: Feedback) -> dict[str, Any]:
         """Gather parameters into core dataclasses and call one core function."""
         raise NotImplementedError
-
-
-@functools.cache
-def command_parser(command: str) -> argparse.ArgumentParser:
-    """A CLI command's parser, for its defaults and choices (the cli modules import no torch)."""
-    module = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.cli.{command}")
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    module.register(subparsers)
-    return subparsers.choices[command]
-
-
-def choices(parser: argparse.ArgumentParser, dest: str) -> tuple[str, ...]:
-    """The choices of a command's option (argparse has no public accessor)."""
-    for action in parser._actions:
-        if action.dest == dest and action.choices:
-            return tuple(action.choices)
-    raise KeyError(f"{parser.prog} has no option {dest!r} with choices")
 
 
 class CliAlgorithm(GeedlAlgorithm):

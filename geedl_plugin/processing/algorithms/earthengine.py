@@ -25,12 +25,13 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
+from ...cli import command_parser
 from ...core.earthengine.catalog import CLOUD_MASKS, COLLECTIONS, DEFAULT_CS_THRESHOLD
 from ...core.earthengine.tiling import DEFAULT_TILE_SIZE
 from ...core.errors import GeedlError
 from ...core.progress import Feedback
 from ...core.recipe import DEFAULT_BANDS, OUTPUT_DTYPES, REDUCERS
-from ..base import CliAlgorithm, command_parser, crs_text
+from ..base import CliAlgorithm, crs_text
 from ..params import add_region_parameters, enum_parameter, enum_value, region_cli_args
 
 EXPORT_DESTINATIONS = ("drive", "gcs", "asset")

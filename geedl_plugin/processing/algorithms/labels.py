@@ -25,6 +25,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ...cli import choices, command_parser
 from ...core.errors import GeedlError
 from ...core.labels.chips import ChipsParams, run_chips
 from ...core.labels.polygons import GEOMETRIES, PolygonizeParams, run_polygonize
@@ -32,7 +33,7 @@ from ...core.labels.rasterize import RasterizeParams, run_rasterize
 from ...core.labels.rules import WATER_METHODS, AutolabelParams, run_autolabel
 from ...core.labels.schema import SOURCES
 from ...core.progress import Feedback
-from ..base import CliAlgorithm, GeedlAlgorithm, choices, command_parser
+from ..base import CliAlgorithm, GeedlAlgorithm
 from ..params import (
     class_map,
     default_of,

@@ -23,8 +23,9 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ...cli import choices, command_parser
 from ...core.progress import Feedback
-from ..base import CliAlgorithm, choices, command_parser
+from ..base import CliAlgorithm
 from ..params import enum_parameter, enum_value, raster_path
 
 

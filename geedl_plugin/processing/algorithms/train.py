@@ -26,9 +26,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ...cli import choices, command_parser
 from ...core.errors import GeedlError
 from ...core.progress import Feedback
-from ..base import CliAlgorithm, choices, command_parser
+from ..base import CliAlgorithm
 from ..params import enum_parameter, enum_value, optional_number, raster_path, vector_path
 
 
