@@ -98,6 +98,14 @@ def test_train_advanced_options_reach_the_train_command(dock, tmp_path):
     assert {"loss", "keep", "balance", "device", "patience"} <= set(train.form)  # saved in the project
 
 
+def test_trained_status_says_which_epoch_was_kept():
+    from geedl_plugin.gui.step_train import kept_epoch_text
+
+    assert kept_epoch_text({"best_epoch": 10, "epochs_run": 10}) == ""  # the last one: nothing to say
+    text = kept_epoch_text({"best_epoch": 7, "epochs_run": 13, "stopped_early": True})
+    assert "kept epoch 7" in text and "stopped early" in text and "optimistic" in text
+
+
 def test_settings_dialog_saves_to_qgssettings(qgis_app, qtbot):
     saved = PluginSettings.load()
     try:

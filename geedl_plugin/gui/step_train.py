@@ -61,6 +61,18 @@ MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (docu
           ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
 
 
+def kept_epoch_text(result: dict[str, Any]) -> str:
+    """Which epoch became the model, when it is not simply the last one: its validation scores
+    are then optimistic (the validation blocks chose it), which an analyst comparing runs should
+    know."""
+    best, run = result.get("best_epoch"), result.get("epochs_run")
+    if not best or not run or best == run:
+        return ""
+    stopped = ", stopped early" if result.get("stopped_early") else ""
+    return (f"; kept epoch {best}, the best on the validation blocks{stopped}: the scores below are "
+            "optimistic, keep the last epoch (Advanced) for unbiased ones")
+
+
 class TrainStep(Step):
     title = "4. Train"
 
@@ -278,7 +290,8 @@ class TrainStep(Step):
             self.metrics.show_metrics(metrics)
             self.metrics.setVisible(True)
         self.status.setText(f"Model written: {model_path} ({result.get('epochs_run', '?')} epochs, "
-                            f"{result.get('train_seconds', 0):.0f} s). {self.metrics.summary}")
+                            f"{result.get('train_seconds', 0):.0f} s{kept_epoch_text(result)}). "
+                            f"{self.metrics.summary}")
         self.ctx.info("train", f"Model ready: {Path(model_path).name}. Run it in step 5.", Qgis.Success)
 
     def _ended(self) -> None:
