@@ -55,6 +55,11 @@ def dock_fixture(qgis_iface, qgis_new_project, qgis_canvas, qgis_parent, qtbot, 
     widget.unload()
 
 
+def page_widths(dock) -> dict[str, int]:
+    """The narrowest each step page can be drawn (px) without a horizontal scroll bar."""
+    return {step.title: step.minimumSizeHint().width() for step in dock.steps}
+
+
 def wait_for_tasks(qtbot, dock, timeout_ms: int = 120000) -> None:
     qtbot.waitUntil(lambda: not dock.ctx.tasks.busy(), timeout=timeout_ms)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 import sys
 
-from fixtures_gui import dock_fixture, gui_settings_fixture  # noqa: F401
+from fixtures_gui import dock_fixture, gui_settings_fixture, page_widths  # noqa: F401
 from qgis.core import QgsSettings
 from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtCore import Qt
@@ -56,11 +56,6 @@ def test_dock_reports_missing_dependencies_and_disables_steps(qgis_iface, qgis_n
     assert "torch is missing" in train.status.text() and not train.train_row.button.isEnabled()
     assert "onnxruntime is missing" in predict.model_info.text() and not predict.model_file.isEnabled()
     dock.unload()
-
-
-def page_widths(dock) -> dict[str, int]:
-    """The narrowest each step page can be drawn (px) without a horizontal scroll bar."""
-    return {step.title: step.minimumSizeHint().width() for step in dock.steps}
 
 
 def test_every_step_fits_a_narrow_dock(dock):

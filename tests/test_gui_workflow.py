@@ -17,6 +17,7 @@ from fixtures_gui import (  # noqa: F401
     draw_region,
     fetch_sample,
     gui_settings_fixture,
+    page_widths,
     set_view,
     wait_for_tasks,
 )
@@ -172,5 +173,5 @@ def test_workflow_on_brandenburg_with_osm_labels(dock, qtbot, qgis_canvas, tmp_p
 
     # every step filled in (metrics tables, class lists, long layer names): still no page wider
     # than a narrow dock
-    widths = {step.title: step.minimumSizeHint().width() for step in dock.steps}
+    widths = page_widths(dock)
     assert max(widths.values()) <= DOCK_PAGE_WIDTH, widths

@@ -257,7 +257,7 @@ class LabelsStep(Step):
 
     def _edit_box(self) -> QGroupBox:
         box = QGroupBox("Correct and export")
-        grid = QVBoxLayout(box)
+        layout = QVBoxLayout(box)
         self.edit_button = QPushButton("Edit labels")
         self.edit_button.setCheckable(True)
         self.edit_button.setToolTip("Toggle editing of the label layer; switching it off saves the edits")
@@ -273,7 +273,8 @@ class LabelsStep(Step):
         self.chip_size.setValue(256)
         self.chip_size.setSuffix(" px")
         self.chip_size.setToolTip("Chip size")
-        grid.addLayout(grid_of([self.edit_button, self.export_button, self.chips_button, self.chip_size], 2))
+        buttons = [self.edit_button, self.export_button, self.chips_button, self.chip_size]
+        layout.addLayout(grid_of(buttons, 2))
         self.form["chip_size"] = self.chip_size
         return box
 

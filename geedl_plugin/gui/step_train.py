@@ -56,7 +56,8 @@ CHOICE_TEXT = {
                 "weights": "weighted loss", "both": "sampling and weights", "none": "none"},
     "device": {"auto": "auto (GPU if the runner has one)", "cpu": "CPU", "cuda": "GPU (CUDA)"},
 }
-ADVANCED = ("loss", "keep", "balance", "device")
+# the train command's options in the Advanced group, with their row titles
+ADVANCED = {"loss": "Loss", "keep": "Weights kept", "balance": "Class balance", "device": "Device"}
 MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),
           ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
 
@@ -158,14 +159,13 @@ class TrainStep(Step):
         form = QFormLayout(box)
         parser = command_parser("train")
         self.advanced: dict[str, QComboBox] = {}
-        titles = {"loss": "Loss", "keep": "Weights kept", "balance": "Class balance", "device": "Device"}
-        for name in ADVANCED:
+        for name, title in ADVANCED.items():
             combo = QComboBox()
             for value in choices(parser, name):
                 combo.addItem(CHOICE_TEXT[name].get(value, value), value)
             combo.setCurrentIndex(combo.findData(parser.get_default(name)))
             self.advanced[name] = combo
-            form.addRow(titles[name], combo)
+            form.addRow(title, combo)
             if name == "keep":
                 self.patience = QSpinBox()
                 self.patience.setRange(1, 1000)
