@@ -112,6 +112,9 @@ def training_record(result) -> dict:
     return {
         "confusion_matrix": result.metrics["confusion_matrix"],
         "edge_free_matrix": result.metrics["away_from_edges"]["confusion_matrix"],
+        # with --tune-threshold: the same pixels decided by arg-max alone (what the threshold changed)
+        "argmax_matrix": result.metrics.get("argmax", {}).get("confusion_matrix")
+        or result.metrics["confusion_matrix"],
         "iou": {c: round(v["iou"], 4) for c, v in result.metrics["per_class"].items()},
         "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run,
@@ -183,12 +186,15 @@ def pooled_row(parts: list[dict], joiner: str = "/") -> dict:
 
     matrix = sum(np.asarray(p["confusion_matrix"], dtype=np.int64) for p in parts)
     edge_free = sum(np.asarray(p["edge_free_matrix"], dtype=np.int64) for p in parts)
+    argmax = sum(np.asarray(p["argmax_matrix"], dtype=np.int64) for p in parts)
     class_names = list(parts[0]["iou"])
     return {
         **score_row(scores(matrix, class_names), parts, joiner),
         "confusion_matrix": matrix.tolist(),
         "edge_free_matrix": edge_free.tolist(),
+        "argmax_matrix": argmax.tolist(),
         "away_from_edges_iou": {k: v["iou"] for k, v in scores(edge_free, class_names)["per_class"].items()},
+        "argmax_iou": {k: v["iou"] for k, v in scores(argmax, class_names)["per_class"].items()},
     }
 
 
@@ -287,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None, help="U-Net/SegNet width override")
     parser.add_argument("--dropout", type=float, default=None, help="U-Net dropout at the bottleneck")
     parser.add_argument("--loss", choices=LOSSES, default=None, help="training loss (default: the model's)")
+    parser.add_argument(
+        "--tune-threshold",
+        metavar="CLASS",
+        help="choose this class's probability threshold on each training's training blocks (train "
+        "--tune-threshold); the arg-max scores are printed beside",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.jobs < 1:
         parser.error("--repeats and --jobs must be at least 1")
@@ -332,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads or (1 if args.jobs > 1 else None),
             device=args.device,
             keep=args.keep,
+            tune_threshold=args.tune_threshold,
             **options,
         )
         t0 = time.monotonic()
@@ -385,11 +398,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:10s} {data.class_names[0]} IoU away from label edges (1 px band either side "
                 f"not scored, a diagnostic): {edge_free:.3f}"
             )
+        if args.tune_threshold and "argmax_iou" in row:
+            first = data.class_names[0]
+            print(
+                f"{name:10s} {first} IoU by arg-max alone (no {args.tune_threshold} threshold): "
+                f"{row['argmax_iou'][first]:.3f}"
+            )
         for run in row.get("repeats", []):
             folds_text = ", ".join(f"{f[data.class_names[0]]:.3f}" for f in run["per_fold_iou"])
             print(
                 f"{name:10s} seed {run['seed']}: {data.class_names[0]} IoU pooled "
                 f"{run['iou'][data.class_names[0]]:.3f}, per fold {folds_text}"
+                + (f" (arg-max {run['argmax_iou'][data.class_names[0]]:.3f})" if args.tune_threshold else "")
             )
     water = rows.get("unet", {}).get("iou", {}).get("water")
     if water is not None:

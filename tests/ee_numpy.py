@@ -136,9 +136,16 @@ class Simulator:
             assert not duplicates, f"duplicate band names {duplicates}"
             return Img(dst.names + src.names, dst.bands + src.bands)
         binary = {"Image.add": np.add, "Image.subtract": np.subtract, "Image.multiply": np.multiply,
-                  "Image.divide": np.divide, "Image.max": np.maximum}
+                  "Image.divide": np.divide, "Image.max": np.maximum,
+                  "Image.gte": lambda x, y: (x >= y).astype(np.float64),
+                  "Image.gt": lambda x, y: (x > y).astype(np.float64),
+                  "Image.and": lambda x, y: ((x != 0) & (y != 0)).astype(np.float64)}
         if name in binary:
             return _pair(self.constant(a["image1"]), self.constant(a["image2"]), binary[name])
+        if name == "Image.where":
+            image, test, value = a["input"], self.constant(a["test"]), self.constant(a["value"])
+            assert len(test.bands) == 1, test.names
+            return _pair(image, value, lambda x, v: np.where(test.bands[0] != 0, v, x))
         if name == "Image.exp":
             image = a["value"]
             return Img(image.names, [np.exp(b) for b in image.bands])

@@ -103,3 +103,15 @@ def test_predict_visible_extent_region_and_whole_layer(dock, qtbot, qgis_canvas,
     assert (predictions[0].width(), predictions[0].height()) == (200, 200)
     data = gdal.Open(predictions[0].source()).ReadAsArray()
     assert set(data.ravel().tolist()) <= {c.id for c in meta.classes} | {255}
+
+
+def test_model_line_says_which_class_is_called_by_threshold():
+    from geedl_plugin.core.model_metadata import ModelMetadata, default_classes
+    from geedl_plugin.gui.step_predict import describe_metadata
+
+    meta = ModelMetadata("segmentation", "unet", ["B2", "B3"], [0.0, 0.0], [1.0, 1.0],
+                         default_classes(["water", "farm"]))
+    assert "probability" not in describe_metadata(meta)  # arg-max: nothing to say
+    meta.class_thresholds = {"water": 0.35}
+    line = describe_metadata(meta)
+    assert "calls water where its probability reaches 0.35 (chosen on the training pixels)" in line

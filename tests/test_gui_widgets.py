@@ -90,7 +90,34 @@ def test_train_advanced_options_reach_the_train_command(dock, tmp_path):
     args = parser.parse_args(train.arguments(out, fast=False))
     assert (args.loss, args.keep, args.balance, args.device) == ("ce+lovasz", "last", "sampling", "cpu")
     assert train.advanced["loss"].currentText() == "cross-entropy + Lovász (IoU)"
-    assert {"loss", "keep", "balance", "device", "patience"} <= set(train.form)  # saved in the project
+    assert {"loss", "keep", "balance", "device", "patience", "tune_threshold"} <= set(train.form)
+
+
+def test_train_tuned_threshold_offers_the_classes_being_trained(dock, tmp_path):
+    from geedl_plugin.cli import command_parser
+    from geedl_plugin.gui.context import COMPOSITE, LABELS
+
+    dock.ctx.set_artifact(COMPOSITE, {"path": str(tmp_path / "composite.tif"), "bands": []})
+    dock.ctx.set_artifact(LABELS, {"path": str(tmp_path / "labels.gpkg"), "field": "fclass",
+                                   "classes": ["water", "farm"]})
+    train = dock.step(TrainStep)
+    train.refresh()
+    parser = command_parser("train")
+    out = tmp_path / "model.onnx"
+    offered = [train.tune.itemData(i) for i in range(train.tune.count())]
+    assert offered == ["", "water", "farm"]
+    assert parser.parse_args(train.arguments(out, fast=False)).tune_threshold is None  # arg-max
+    train.tune.setCurrentIndex(train.tune.findData("water"))
+    train.tune.activated.emit(train.tune.currentIndex())  # as a click does
+    assert parser.parse_args(train.arguments(out, fast=False)).tune_threshold == "water"
+    train.other_class.setText("other")  # the class list changes: the choice stays
+    assert train.tune.currentData() == "water" and train.tune.findData("other") > 0
+    train.classes.setText("farm")  # water is no longer trained: back to arg-max
+    assert train.tune.currentData() == ""
+    # a project saved with a tuned class gets it back once its classes are offered
+    train.restore_form({"tune_threshold": "water", "classes": "water,farm"})
+    train.refresh()
+    assert train.classes.text() == "water,farm" and train.tune.currentData() == "water"
 
 
 def test_trained_status_says_which_epoch_was_kept():

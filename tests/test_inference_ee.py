@@ -155,6 +155,33 @@ def test_earth_engine_graph_uses_known_algorithms_and_computes_the_model(window,
     assert np.abs(probability[INNER] - softmax(expected)[INNER]).max() < 1e-5
 
 
+def test_earth_engine_class_map_applies_the_model_class_threshold(window, pixel_cnn):
+    """A model with a tuned water threshold maps the same classes on Earth Engine as locally."""
+    from geedl_plugin.core.class_decision import decide
+    from geedl_plugin.core.inference.ee_deploy import classify, program_image, serialized_algorithms
+
+    data, names, mean, std = window
+    model, path, _ = pixel_cnn
+    expected = softmax(torch_logits(model, data, mean, std))
+    land = expected.argmax(axis=0) == 1
+    threshold = round(float(np.median(expected[0][land])), 3)  # half the land pixels turn water
+    program = compile_onnx(path)
+    program.class_thresholds = {"water": threshold}
+    with offline_ee() as ee:
+        logits = program_image(
+            program, ee.Image(WINDOW), crs="EPSG:32618", crs_transform=[10, 0, 0, 0, -10, 0]
+        )
+        image = classify(program, logits)
+        serialized = image.serialize(for_cloud_api=True)
+        assert not set(serialized_algorithms(image)) - known_algorithms()
+    result = Simulator(serialized, {WINDOW: Img(list(names), [b.astype(np.float64) for b in data])}).run()
+    classes = result.bands[result.names.index("class")][3:-3, 3:-3]
+    local = decide(expected.astype(np.float32), [threshold, None])[3:-3, 3:-3]
+    plain = expected.argmax(axis=0)[3:-3, 3:-3]
+    assert (classes != plain).sum() > 100  # the threshold changed the map ...
+    assert (classes == local).mean() > 0.9999  # ... as the local runner changes it
+
+
 def test_deploy_exports_the_class_map_as_a_batch_task(pixel_cnn):
     from geedl_plugin.core.earthengine.export import ExportTarget
     from geedl_plugin.core.earthengine.query import SceneQuery

@@ -105,6 +105,43 @@ def test_tiled_prediction_equals_whole_image_away_from_border(workdir, composite
     assert np.abs(tiled - reference)[inner].mean() < 1e-6
 
 
+def test_a_class_threshold_in_the_metadata_shapes_the_class_map(workdir, composite, stats):
+    """A model whose metadata gives water a threshold calls water wherever its blended probability
+    reaches it, on top of the arg-max; the probabilities themselves are unchanged."""
+    mean, std = stats
+    net = tiny_fcn(len(BANDS), 3)
+    plain = export_onnx(
+        net, workdir / "plain.onnx", classification_metadata(BANDS, mean, std), len(BANDS)
+    )
+    tuned = export_onnx(
+        net,
+        workdir / "tuned.onnx",
+        classification_metadata(BANDS, mean, std, class_thresholds={"water": 0.3}),
+        len(BANDS),
+    )
+    outputs = {}
+    for name, path in (("plain", plain), ("tuned", tuned)):
+        out, probs = workdir / f"{name}_classes.tif", workdir / f"{name}_probs.tif"
+        result = run_predict(
+            PredictParams(
+                model=path, image=composite, out=out, probabilities=probs, probabilities_dtype="float32"
+            )
+        )
+        outputs[name] = read(out), read(probs)
+        said = [n for n in result.notes if "probability reaches" in n]
+        assert said == (["The model calls water where its probability reaches 0.30 (chosen on the training "
+                         "pixels); the rest by highest probability."] if name == "tuned" else [])
+        tag = gdal.Open(str(out)).GetMetadataItem("GEEDL_CLASS_THRESHOLDS")
+        assert (json.loads(tag) if tag else {}) == ({"water": 0.3} if name == "tuned" else {})
+    (plain_classes, plain_probs), (tuned_classes, tuned_probs) = outputs["plain"], outputs["tuned"]
+    assert np.array_equal(plain_probs, tuned_probs)
+    assert np.array_equal(tuned_classes == 0, (plain_classes == 0) | (tuned_probs[0] >= 0.3))
+    added = (tuned_classes == 0) & (plain_classes != 0)
+    assert added.sum() > 100  # the tiny random net gives water 0.3-0.5 in many pixels
+    assert np.array_equal(tuned_classes[~added], plain_classes[~added])
+    assert read_metadata(tuned).class_thresholds == {"water": 0.3}
+
+
 def test_unet_with_pooling_tiled_equals_whole_image(workdir, composite, stats):
     """The real U-Net (max pooling, transposed convolutions): tile offsets stay pooling-aligned."""
     import torch

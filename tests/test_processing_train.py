@@ -43,7 +43,7 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
     model = tmp_path / "model.onnx"
     result = processing.run("geedl:trainmodel", {
         "MODEL": "pixelcnn", "IMAGE": str(image), "LABEL_RASTER": str(labels), "EPOCHS": 2,
-        "PATIENCE": 0, "KEEP": "last", "LOSS": "ce+lovasz",
+        "PATIENCE": 0, "KEEP": "last", "LOSS": "ce+lovasz", "TUNE_THRESHOLD": "water",
         "SAMPLES_PER_EPOCH": 512, "BATCH_SIZE": 128, "THREADS": 2, "DEVICE": "cpu", "VAL_SPLIT": "none",
         "OUTPUT": str(model)})
     assert result["OUTPUT"] == str(model) and model.is_file()
@@ -54,7 +54,10 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
     assert summary["epochs_run"] == 2 and summary["best_epoch"] == 2  # "last": patience 0 stops nothing
     for key in ("METRICS", "CHECKPOINT"):
         assert result[key] and Path(result[key]).is_file(), key
-    assert json.loads(Path(result["METRICS"]).read_text())["settings"]["loss"] == "ce+lovasz"
+    report = json.loads(Path(result["METRICS"]).read_text())
+    assert report["settings"]["loss"] == "ce+lovasz" and report["settings"]["tune_threshold"] == "water"
+    assert report["validation"]["threshold_choice"]["class_name"] == "water"
+    assert metadata.class_thresholds == report["class_thresholds"]
 
     prediction = tmp_path / "prediction.tif"
     processing.run("geedl:runmodel", {"MODEL": str(model), "IMAGE": str(image), "OUTPUT": str(prediction),

@@ -15,12 +15,15 @@ from osgeo import gdal
 
 from geedl_plugin.core.errors import CancelledError, GeedlError
 from geedl_plugin.core.model_metadata import IGNORE_INDEX, read_metadata
+from geedl_plugin.core.models import rebuild_model
 from geedl_plugin.core.progress import Feedback
 from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, loop, train_on_data
 from geedl_plugin.core.training.checkpoint import load_checkpoint
 from geedl_plugin.core.training.metrics import confusion_matrix, label_edges, scores
+from geedl_plugin.core.training.sampler import Normalization
 from geedl_plugin.core.training.split import block_split
 from geedl_plugin.core.training.timeseries import time_series_data
+from geedl_plugin.core.training.trainer import evaluate
 
 torch.set_num_threads(2)
 pytestmark = pytest.mark.slow  # trains small models on real data
@@ -231,6 +234,49 @@ def test_keep_last_trains_every_epoch_and_exports_the_last_weights(data, tmp_pat
 
     stopped = train_on_data(data, quick("unet", epochs=3, samples_per_epoch=32, patience=0), out)
     assert stopped.epochs_run == 1 and stopped.best_epoch == 1  # "best" with patience 0 stops at once
+
+
+def test_a_tuned_threshold_is_chosen_on_training_pixels_and_travels_with_the_model(data, tmp_path):
+    out = tmp_path / "tuned.onnx"
+    result = train_on_data(data, quick("unet", epochs=3, tune_threshold="water"), out)
+    report = json.loads(result.outputs.metrics.read_text())
+    choice = result.metrics["threshold_choice"]
+    assert choice["class_name"] == "water" and choice == report["validation"]["threshold_choice"]
+    # chosen on the labelled training pixels only: the validation blocks stay held out
+    assert choice["pixels"] == sum(report["training_pixels_per_class"].values())
+    assert choice["iou"] >= choice["argmax_iou"]
+    tuned = {"water": choice["threshold"]} if choice["threshold"] is not None else {}
+    assert read_metadata(out).class_thresholds == report["class_thresholds"] == tuned
+
+    # the validation scores decide classes as the exported model does; arg-max is kept beside
+    state = load_checkpoint(out.with_suffix(".ckpt"))
+    model = rebuild_model(state["model_spec"])
+    model.load_state_dict(state["model_state"])
+    norm = Normalization(np.asarray(state["normalization"]["mean"], np.float32),
+                         np.asarray(state["normalization"]["std"], np.float32))
+    images, labels = [norm.apply(s.image) for s in data.scenes], [s.label for s in data.scenes]
+    masks = [np.ones(lab.shape, bool) for lab in labels]
+    names = data.class_names
+    plain = evaluate(model, images, labels, masks, names, 256, "cpu")
+    lowered = evaluate(model, images, labels, masks, names, 256, "cpu", thresholds=[0.2, None, None, None])
+    assert "argmax" not in plain
+    assert lowered["argmax"]["confusion_matrix"] == plain["confusion_matrix"]
+    before, after = np.array(plain["confusion_matrix"]), np.array(lowered["confusion_matrix"])
+    assert (before.sum(axis=1) == after.sum(axis=1)).all()  # the same pixels, decided otherwise
+    assert after[:, 0].sum() > before[:, 0].sum()  # more water called ...
+    assert (after[:, 1:] <= before[:, 1:]).all()  # ... and only water
+
+    # fine-tuning the tuned model re-tunes the same class
+    again = train_on_data(
+        data,
+        quick("unet", epochs=1, finetune_from=out, head_only=True, val_split="none"),
+        tmp_path / "retrained.onnx",
+    )
+    assert again.metrics["threshold_choice"]["class_name"] == "water"
+
+    with pytest.raises(GeedlError, match="'lake', which the labels do not have; choose one of water"):
+        train_on_data(data, quick("unet", tune_threshold="lake"), tmp_path / "lake.onnx")
+    assert not (tmp_path / "lake.ckpt").exists()
 
 
 def test_keep_last_resumes_an_early_stopped_run_to_the_end_of_its_schedule(data, tmp_path):

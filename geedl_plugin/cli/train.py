@@ -84,6 +84,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training loss: cross-entropy (ce), or cross-entropy plus the Lovász-softmax term that "
         "optimises IoU (ce+lovasz); auto = ce+lovasz for the U-Net, ce for the other models",
     )
+    parser.add_argument(
+        "--tune-threshold",
+        metavar="CLASS",
+        help="after training, choose on the training pixels the probability at which this class is "
+        "called (e.g. water, where labels are drawn generously); stored in the model and applied by "
+        "predict",
+    )
     parser.add_argument("--val-split", choices=VAL_SPLITS, default="blocks")
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--block-size", type=int, default=128, help="validation block side in pixels")
@@ -180,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         keep=args.keep,
         loss=args.loss,
+        tune_threshold=args.tune_threshold,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
         block_size=args.block_size,

@@ -11,6 +11,9 @@ then step 1, ...). Normalisation ``(x - norm_mean) / norm_std`` per input channe
 the runner, not baked into the graph, so the same numbers can be shown in the Predict form.
 Output: ``N x classes x H x W`` logits (``segmentation``/``temporal``) or ``N x 1 x H x W`` values
 (``regression``, to be multiplied by ``output_scale`` and added to ``output_offset``).
+A class map takes the arg-max of the softmax, except that a class named in ``class_thresholds``
+(class name -> probability, chosen on the training pixels) is called wherever its probability
+reaches its threshold (:mod:`.class_decision`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class ModelMetadata:
     receptive_field: int = 0
     recipe: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    class_thresholds: dict[str, float] = field(default_factory=dict)
     output_scale: float = 1.0
     output_offset: float = 0.0
     ignore_index: int = IGNORE_INDEX
@@ -76,6 +80,15 @@ class ModelMetadata:
                 f"{n_inputs} inputs ({len(self.bands)} bands x {self.time_steps} time steps)")
         if self.model_type != "regression" and len(self.classes) < 2:
             raise GeedlError("A classification model needs at least two classes in its metadata")
+        unknown = [name for name in self.class_thresholds if name not in self.class_names]
+        if unknown:
+            raise GeedlError(
+                f"Model metadata has a class threshold for {', '.join(unknown)}, which is not one of "
+                f"its classes ({', '.join(self.class_names)})")
+        for name, value in self.class_thresholds.items():
+            if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+                raise GeedlError(f"The class threshold of {name} must be a probability between 0 and 1, "
+                                 f"not {value!r}")
 
     @property
     def class_names(self) -> list[str]:

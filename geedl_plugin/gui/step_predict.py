@@ -27,6 +27,7 @@ from qgis.PyQt.QtWidgets import (
     QSpinBox,
 )
 
+from ..core.class_decision import describe_thresholds
 from ..core.model_metadata import ModelMetadata, read_metadata
 from ..core.raster_io import srs_from_wkt
 from ..core.region import Region, region_from_bounds, region_from_file
@@ -59,7 +60,8 @@ def describe_metadata(meta: ModelMetadata) -> str:
     return (f"<b>{html.escape(meta.architecture)}</b> ({meta.model_type}), "
             f"bands {html.escape(', '.join(meta.bands))}"
             + (f" x {meta.time_steps} steps" if meta.time_steps > 1 else "")
-            + f", {meta.resolution:g} m, tile {meta.tile_size} (overlap {meta.tile_overlap})<br>{swatches}")
+            + f", {meta.resolution:g} m, tile {meta.tile_size} (overlap {meta.tile_overlap})<br>{swatches}"
+            + (f"<br>{html.escape(rule)}" if (rule := describe_thresholds(meta.class_thresholds)) else ""))
 
 
 class PredictStep(Step):

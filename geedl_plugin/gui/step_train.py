@@ -31,6 +31,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..cli import choices, command_parser
+from ..core.class_decision import describe_thresholds
 from .context import COMPOSITE, LABELS, MODEL, DockContext, Step
 from .plot import LinePlot
 from .tasks import RunnerTask
@@ -145,15 +146,18 @@ class TrainStep(Step):
         self.metrics = MetricsTable()
         self.metrics.setVisible(False)
         self.layout_.addWidget(self.metrics)
+        self.classes.textChanged.connect(lambda _t: self._offer_tune_classes())
+        self.other_class.textChanged.connect(lambda _t: self._offer_tune_classes())
         self.form.update({"model": self.model, "size": self.size, "epochs": self.epochs,
                           "validation": self.validation, "classes": self.classes,
                           "other_class": self.other_class, "val_fraction": self.val_fraction,
-                          "augment": self.augment, "patience": self.patience,
+                          "augment": self.augment, "patience": self.patience, "tune_threshold": self.tune,
                           **{name: combo for name, combo in self.advanced.items()}})
 
     def _advanced_box(self) -> QgsCollapsibleGroupBox:
-        """The train command's loss, kept weights, balancing and device (collapsed: the defaults
-        suit a first model), offered with exactly the choices and defaults the command has."""
+        """The train command's loss, kept weights, balancing, device and tuned class threshold
+        (collapsed: the defaults suit a first model), offered with exactly the choices and defaults
+        the command has."""
         box = QgsCollapsibleGroupBox("Advanced")
         box.setCollapsed(True)
         form = QFormLayout(box)
@@ -175,10 +179,36 @@ class TrainStep(Step):
                 combo.currentIndexChanged.connect(
                     lambda _i: self.patience.setEnabled(self.advanced["keep"].currentData() == "best"))
                 form.addRow("Early stopping", self.patience)
+        self.tune = QComboBox()
+        self.tune.setToolTip(
+            "After training, choose on the training pixels the probability at which this class is "
+            "called, and store it in the model. For a class whose labels are drawn generously "
+            "(water from OpenStreetMap): the model is unsure at the rim and the highest probability "
+            "calls too little of it")
+        self.tune_wanted = ""  # the analyst's (or the project's) choice, kept while the classes change
+        self.tune.activated.connect(lambda _i: setattr(self, "tune_wanted", self.tune.currentData()))
+        form.addRow("Tune threshold", self.tune)
+        self._offer_tune_classes()
         self.advanced["keep"].setToolTip(
             "The best epoch is the model to hand over, but its validation score is optimistic (the "
             "blocks chose it); keep the last epoch for an unbiased score")
         return box
+
+    def _class_choices(self) -> list[str]:
+        names = [c.strip() for c in self.classes.text().split(",") if c.strip()]
+        other = self.other_class.text().strip()
+        return names + ([other] if other and other not in names else [])
+
+    def _offer_tune_classes(self) -> None:
+        """The classes being trained, as choices for the tuned threshold."""
+        self.tune.blockSignals(True)
+        self.tune.clear()
+        self.tune.addItem("none (highest probability)", "")
+        for name in self._class_choices():
+            self.tune.addItem(name, name)
+        index = self.tune.findData(self.tune_wanted)
+        self.tune.setCurrentIndex(max(index, 0))
+        self.tune.blockSignals(False)
 
     def missing(self) -> str:
         need = []
@@ -231,6 +261,8 @@ class TrainStep(Step):
         for name, combo in self.advanced.items():
             args += [f"--{name}", combo.currentData()]
         args += ["--patience", str(self.patience.value())]
+        if self.tune.currentData():
+            args += ["--tune-threshold", self.tune.currentData()]
         if fast:
             args += ["--finetune-from", self.ctx.artifact(MODEL)["path"], "--head-only"]
         elif resume:
@@ -284,14 +316,18 @@ class TrainStep(Step):
         self.ctx.set_artifact(MODEL, {"path": model_path, "metrics_json": result.get("metrics_json")})
         metrics = result.get("metrics") or {}
         metrics_file = Path(str(result.get("metrics_json") or ""))
+        rule = ""
         if metrics_file.is_file():  # the full per-class scores (a few kB)
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8")).get("validation") or metrics
+            report = json.loads(metrics_file.read_text(encoding="utf-8"))
+            metrics = report.get("validation") or metrics
+            rule = describe_thresholds(report.get("class_thresholds"))
         if metrics:
             self.metrics.show_metrics(metrics)
             self.metrics.setVisible(True)
         self.status.setText(f"Model written: {model_path} ({result.get('epochs_run', '?')} epochs, "
                             f"{result.get('train_seconds', 0):.0f} s{kept_epoch_text(result)}). "
-                            f"{self.metrics.summary}")
+                            + (f"The model {rule}. " if rule else "")
+                            + self.metrics.summary)
         self.ctx.info("train", f"Model ready: {Path(model_path).name}. Run it in step 5.", Qgis.Success)
 
     def _ended(self) -> None:
@@ -301,6 +337,8 @@ class TrainStep(Step):
     def restore_form(self, values: dict[str, Any]) -> None:
         super().restore_form(values)
         self.restored_classes = values.get("classes")
+        self.tune_wanted = str(values.get("tune_threshold") or "")
+        self._offer_tune_classes()
         self.offered_classes = ""
 
     def dependencies_missing(self, names: set[str]) -> None:

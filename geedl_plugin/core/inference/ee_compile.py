@@ -110,6 +110,8 @@ class OpProgram:
     model_type: str = "segmentation"
     output_scale: float = 1.0
     output_offset: float = 0.0
+    #: class name -> probability at which the class is called (core.class_decision)
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
     @property
     def parameters(self) -> int:
@@ -459,6 +461,7 @@ def compile_onnx(model: str | Path | bytes, metadata: ModelMetadata | None = Non
         metadata.model_type,
         metadata.output_scale,
         metadata.output_offset,
+        dict(metadata.class_thresholds),
     )
 
 

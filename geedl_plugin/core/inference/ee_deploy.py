@@ -185,20 +185,27 @@ def program_image(
 
 
 def classify(program: OpProgram, logits: Any, probabilities: bool = False) -> Any:
-    """Class map (band ``class``, the model's class ids) from logits; with ``probabilities`` the
-    softmax bands ``p_<class>`` are added (float, 0-1)."""
+    """Class map (band ``class``, the model's class ids) from logits, decided as the local runner
+    decides (arg-max, then the model's class thresholds: :func:`..class_decision.decide`); with
+    ``probabilities`` the softmax bands ``p_<class>`` are added (float, 0-1)."""
     ee = _ee()
     index = logits.toArray().arrayArgmax().arrayGet([0])
+    top = logits.reduce(ee.Reducer.max())
+    exp = logits.subtract(top).exp()
+    probs = exp.divide(exp.reduce(ee.Reducer.sum())).rename([f"p_{_safe(n)}" for n in program.class_names])
+    margin = None
+    for k, name in enumerate(program.class_names):
+        if name not in program.class_thresholds:
+            continue
+        above = probs.select([f"p_{_safe(name)}"]).subtract(float(program.class_thresholds[name]))
+        wins = above.gte(0) if margin is None else above.gte(0).And(above.gt(margin))
+        index = index.where(wins, k)
+        margin = above if margin is None else margin.max(above)
     ids = list(program.class_ids)
     if ids != list(range(len(ids))):
         index = index.remap(list(range(len(ids))), ids)
     out = index.rename(["class"]).toUint8()
     if probabilities:
-        top = logits.reduce(ee.Reducer.max())
-        exp = logits.subtract(top).exp()
-        probs = exp.divide(exp.reduce(ee.Reducer.sum())).rename(
-            [f"p_{_safe(n)}" for n in program.class_names]
-        )
         out = out.addBands(probs.toFloat())
     return out
 

@@ -38,6 +38,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..atomic import atomic_path, check_writable
+from ..class_decision import describe_thresholds
 from ..errors import GeedlError
 from ..model_metadata import ModelMetadata
 from ..progress import Feedback, silent
@@ -720,8 +721,14 @@ def execute_plan(plan: PredictPlan, feedback: Feedback | None = None) -> Predict
         exact_blend=grid.exact,
         resampled=source.resampled,
         class_names=metadata.class_names,
-        notes=list(source.notes),
+        notes=list(source.notes) + _decision_notes(metadata),
     )
+
+
+def _decision_notes(metadata: ModelMetadata) -> list[str]:
+    """Say so when the class map is not the plain arg-max (the model carries class thresholds)."""
+    rule = describe_thresholds(metadata.class_thresholds)
+    return [f"The model {rule}."] if rule else []
 
 
 def _remove(paths: list[Path | None]) -> None:

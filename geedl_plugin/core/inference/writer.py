@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from osgeo import gdal
 
+from ..class_decision import decide, threshold_vector
 from ..errors import GeedlError
 from ..model_metadata import ModelMetadata
 from ..raster_io import create_geotiff
@@ -55,20 +56,6 @@ def style_class_band(dataset: gdal.Dataset, metadata: ModelMetadata) -> None:
     dataset.SetMetadataItem(CLASSES_TAG, json.dumps({str(c.id): c.name for c in metadata.classes}))
 
 
-def argmax_first(values: np.ndarray) -> np.ndarray:
-    """Index of the largest value along axis 0 (first one on ties), as uint8.
-
-    Same result as ``np.argmax(values, axis=0)`` but about 20 times faster on K x H x W float
-    arrays: K vectorised comparisons instead of a strided reduction."""
-    best = values[0].copy()
-    index = np.zeros(best.shape, dtype=np.uint8)
-    for k in range(1, values.shape[0]):
-        larger = values[k] > best
-        index[larger] = k
-        np.maximum(best, values[k], out=best)
-    return index
-
-
 class PredictionWriter:
     """Creates the output GeoTIFF(s) on ``grid`` and converts blended values into them."""
 
@@ -85,6 +72,8 @@ class PredictionWriter:
         self.regression = metadata.model_type == "regression"
         self.probabilities_dtype = probabilities_dtype
         info = {"GEEDL_MODEL_TYPE": metadata.model_type, "GEEDL_ARCHITECTURE": metadata.architecture}
+        if metadata.class_thresholds:  # how the class map was decided, for whoever reads it later
+            info["GEEDL_CLASS_THRESHOLDS"] = json.dumps(metadata.class_thresholds)
         info.update(extra_metadata or {})
         self.class_ds = self.prob_ds = None
         if self.regression:
@@ -106,6 +95,7 @@ class PredictionWriter:
             if max(ids) >= CLASS_NODATA or min(ids) < 0:
                 raise GeedlError(f"Class ids must be 0-254 to fit the class map; the model has {ids}.")
             self.lookup = np.asarray(ids, dtype=np.uint8)
+            self.thresholds = threshold_vector(metadata.class_names, metadata.class_thresholds)
             names = [c.name for c in metadata.classes]
             if class_path is not None:
                 self.class_ds = create_geotiff(
@@ -157,7 +147,7 @@ class PredictionWriter:
             self.class_ds.GetRasterBand(1).WriteArray(out, xoff, yoff)
             return
         if self.class_ds is not None:
-            classes = self.lookup[argmax_first(values)]
+            classes = self.lookup[decide(values, self.thresholds)]
             if nodata is not None:
                 classes[nodata] = CLASS_NODATA
             self.class_ds.GetRasterBand(1).WriteArray(classes, xoff, yoff)

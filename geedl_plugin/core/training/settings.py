@@ -80,10 +80,16 @@ class TrainSettings:
     #: turns it off. The U-Net's held-out water IoU swung by up to 0.3 between epochs on the
     #: Brandenburg scene; the average of the last few hundred steps is steadier.
     ema_decay: float = 0.99
+    #: a class whose probability threshold is chosen on the training pixels after training and
+    #: stored in the model (core.class_decision); None keeps arg-max. Fine-tuning a model that has
+    #: one re-tunes the same class.
+    tune_threshold: str | None = None
     progress_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         self.model = str(self.model).strip().lower()
+        if self.tune_threshold is not None:
+            self.tune_threshold = str(self.tune_threshold).strip() or None
         for name in ("pretrained_encoder", "resume", "checkpoint", "finetune_from"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import check_writable
+from ..class_decision import ThresholdChoice, decide, threshold_vector, tune_threshold
 from ..errors import GeedlError
 from ..model_metadata import DEFAULT_COLORS, IGNORE_INDEX, ModelClass, ModelMetadata
 from ..models import GeedlModel, build_model, load_pretrained_encoder, model_spec, rebuild_model
@@ -126,11 +127,15 @@ def evaluate(
     tile: int,
     device: str,
     loss_weights: np.ndarray | None = None,
+    thresholds: list[float | None] | None = None,
 ) -> dict[str, Any]:
     """Scores and loss of ``model`` on the labelled pixels inside ``masks``, plus the scores away
-    from label edges (``away_from_edges``: see :func:`label_edges`)."""
+    from label edges (``away_from_edges``: see :func:`label_edges`). Classes are decided as the
+    exported model's class maps decide them (``thresholds``: :func:`decide`); with a threshold the
+    arg-max scores are kept beside them (``argmax``) to show what it changed."""
     n = len(class_names)
     matrix = np.zeros((n, n), dtype=np.int64)
+    plain = np.zeros((n, n), dtype=np.int64)  # arg-max alone, when thresholds change the decision
     inner = np.zeros((n, n), dtype=np.int64)  # the same pixels less the 1 px band at label edges
     loss_sum, loss_den = 0.0, 0.0
     weights = loss_weights if loss_weights is not None else np.ones(n, dtype=np.float32)
@@ -142,12 +147,14 @@ def evaluate(
         rows, cols = np.nonzero(needed)
         picked = logits[:, rows, cols].T  # P x K
         truth = label[rows, cols].astype(np.int64)
-        predicted = np.argmax(picked, axis=1)
-        matrix += confusion_matrix(truth, predicted, n)
-        away = ~label_edges(label)[rows, cols]
-        inner += confusion_matrix(truth[away], predicted[away], n)
         shifted = picked - picked.max(axis=1, keepdims=True)
         log_prob = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        predicted = decide(np.exp(log_prob).T, thresholds)
+        matrix += confusion_matrix(truth, predicted, n)
+        if thresholds and any(t is not None for t in thresholds):
+            plain += confusion_matrix(truth, np.argmax(picked, axis=1), n)
+        away = ~label_edges(label)[rows, cols]
+        inner += confusion_matrix(truth[away], predicted[away], n)
         w = weights[truth]
         loss_sum += float(-(w * log_prob[np.arange(truth.size), truth]).sum())
         loss_den += float(w.sum())
@@ -160,6 +167,13 @@ def evaluate(
         "f1": {k: v["f1"] for k, v in away["per_class"].items()},
         "confusion_matrix": away["confusion_matrix"],
     }
+    if plain.any():
+        argmax = scores(plain, class_names)
+        result["argmax"] = {
+            "iou": {k: v["iou"] for k, v in argmax["per_class"].items()},
+            "f1": {k: v["f1"] for k, v in argmax["per_class"].items()},
+            "confusion_matrix": argmax["confusion_matrix"],
+        }
     return result
 
 
@@ -427,6 +441,57 @@ class Trainer:
             for i in range(self.data.n_classes)
         ]
 
+    def _tuned_class(self) -> str | None:
+        """The class whose threshold is tuned: the setting, or when fine-tuning or resuming a model
+        that had one, the same class again."""
+        if self.settings.tune_threshold:
+            return self.settings.tune_threshold
+        if self.start_state is not None:
+            return (self.start_state.get("settings") or {}).get("tune_threshold") or None
+        return None
+
+    def _check_tuned_class(self) -> None:
+        name = self._tuned_class()
+        if name is not None and name not in self.data.class_names:
+            raise GeedlError(
+                f"--tune-threshold names class {name!r}, which the labels do not have; choose one of "
+                f"{', '.join(self.data.class_names)}."
+            )
+
+    def _tune_threshold(self, model: GeedlModel, context: dict[str, Any]) -> ThresholdChoice | None:
+        """Choose the tuned class's threshold on the labelled training pixels (never the validation
+        blocks, whose scores must stay held out)."""
+        name = self._tuned_class()
+        if name is None:
+            return None
+        self.feedback.progress(88.0, f"choosing the {name} threshold on the training pixels")
+        probabilities, truth = [], []
+        for image, label, mask in zip(context["images"], context["labels"], context["train_masks"]):
+            self.feedback.check_cancelled()
+            needed = mask & (label != IGNORE_INDEX)
+            if not needed.any():
+                continue
+            probs = predict_map(
+                model,
+                image,
+                tile=self.settings.tile_size,
+                needed=needed,
+                device=self.device,
+                transform=lambda logits: torch.softmax(logits, dim=1),
+            )
+            probabilities.append(probs[:, needed])
+            truth.append(label[needed])
+        if not truth:
+            return None
+        choice = tune_threshold(
+            np.concatenate(probabilities, axis=1),
+            np.concatenate(truth),
+            self.data.class_names.index(name),
+            name,
+        )
+        self.feedback.info(choice.message())
+        return choice
+
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         s = self.settings
@@ -435,6 +500,7 @@ class Trainer:
         self._prepare_outputs()
         self._load_start()
         self.data.check()
+        self._check_tuned_class()
         split = self._split()
         train_masks = split.train_masks()
         if s.val_split == "blocks":
@@ -647,6 +713,9 @@ class Trainer:
         rate: float,
     ) -> TrainResult:
         s = self.settings
+        choice = self._tune_threshold(model, context)
+        tuned = {choice.class_name: choice.threshold} if choice and choice.threshold is not None else {}
+        thresholds = threshold_vector(self.data.class_names, tuned)
         self.feedback.progress(90.0, f"validating the weights of epoch {best['epoch']}")
         val_masks = context["split"].val_masks
         has_val = any(m.any() for m in val_masks)
@@ -661,8 +730,11 @@ class Trainer:
             s.tile_size,
             self.device,
             context["weights"],
+            thresholds,
         )
         metrics["scored_on"] = scored_on
+        if choice is not None:
+            metrics["threshold_choice"] = asdict(choice)
         self.feedback.check_cancelled()
         self.feedback.progress(93.0, "exporting ONNX")
         mean, std = context["norm"].as_lists()
@@ -681,6 +753,7 @@ class Trainer:
             time_steps=int(self.data.time_steps),
             receptive_field=int(model.receptive_field),
             recipe=self.data.recipe,
+            class_thresholds=tuned,
             metrics={
                 **compact(metrics),
                 "scored_on": scored_on,
@@ -694,8 +767,14 @@ class Trainer:
         self.feedback.progress(96.0, "writing metrics and comparison image")
         scene_index = self._comparison_scene(val_masks)
         scene = self.data.scenes[scene_index]
-        predicted = np.argmax(
-            predict_map(model_cpu, context["images"][scene_index], tile=s.tile_size), axis=0
+        predicted = decide(
+            predict_map(
+                model_cpu,
+                context["images"][scene_index],
+                tile=s.tile_size,
+                transform=lambda logits: torch.softmax(logits, dim=1),
+            ),
+            thresholds,
         )
         write_comparison_png(
             self.outputs.comparison,
@@ -715,6 +794,7 @@ class Trainer:
             "bands": self.data.band_names,
             "time_steps": self.data.time_steps,
             "validation": metrics,
+            "class_thresholds": tuned,
             "history": history,
             "best_epoch": best["epoch"],
             "epochs_run": epochs_run,

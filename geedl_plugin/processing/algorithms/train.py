@@ -47,7 +47,9 @@ class TrainModelAlgorithm(CliAlgorithm):
         "take the model's defaults. Weights to keep: the epoch that scores best on the validation "
         "blocks (stopping early), or the last epoch, whose validation scores are then an unbiased "
         "held-out estimate. Loss: cross-entropy, or cross-entropy plus the Lovász-softmax term that "
-        "optimises IoU (the U-Net's default)."
+        "optimises IoU (the U-Net's default). Tune threshold for class: after training, the probability "
+        "at which that class is called is chosen on the training pixels and stored in the model (for a "
+        "class whose labels are drawn generously, such as water from OpenStreetMap)."
     )
 
     MODEL = "MODEL"
@@ -68,6 +70,7 @@ class TrainModelAlgorithm(CliAlgorithm):
     PATIENCE = "PATIENCE"
     KEEP = "KEEP"
     LOSS = "LOSS"
+    TUNE_THRESHOLD = "TUNE_THRESHOLD"
     VAL_SPLIT = "VAL_SPLIT"
     BALANCE = "BALANCE"
     AUGMENT = "AUGMENT"
@@ -125,6 +128,8 @@ class TrainModelAlgorithm(CliAlgorithm):
                                          choices(cli, "keep"), cli.get_default("keep")))
         self.addParameter(enum_parameter(self.LOSS, "Loss (auto: + Lovász IoU term for the U-Net)",
                                          choices(cli, "loss"), cli.get_default("loss")))
+        self.addParameter(QgsProcessingParameterString(self.TUNE_THRESHOLD, "Tune the threshold of class "
+                                                       "(e.g. water; empty: arg-max)", optional=True))
         self.addParameter(enum_parameter(self.VAL_SPLIT, "Validation split", choices(cli, "val_split"),
                                          cli.get_default("val_split")))
         self.addParameter(enum_parameter(self.BALANCE, "Class balancing", choices(cli, "balance"),
@@ -174,7 +179,7 @@ class TrainModelAlgorithm(CliAlgorithm):
             args += ["--image", image]
         for name, flag in ((self.CLASS_FIELD, "--class-field"), (self.CLASSES, "--classes"),
                            (self.OTHER_CLASS, "--other-class"), (self.FINETUNE_FROM, "--finetune-from"),
-                           (self.RESUME, "--resume")):
+                           (self.RESUME, "--resume"), (self.TUNE_THRESHOLD, "--tune-threshold")):
             value = self.parameterAsString(parameters, name, context).strip()
             if value:
                 args += [flag, value]
