@@ -97,7 +97,7 @@ class ThresholdChoice:
 
     def message(self) -> str:
         def show(v: float | None) -> str:
-            return "n/a" if v is None else f"{v:.3f}"
+            return "n/a" if v is None else f"{v:.4f}"
 
         if self.threshold is None:
             return (
