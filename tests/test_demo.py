@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from osgeo import gdal, ogr
 
+from geedl_plugin.core.model_metadata import read_metadata
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # the layers the demo project must hold, by role, with the renderer QGIS must restore for each
@@ -67,6 +69,11 @@ def test_quick_demo_writes_every_output(quick_demo):
     assert 0.0 <= evaluation["summary"]["overall_accuracy"] <= 1.0
     assert sum(map(sum, evaluation["confusion"]["matrix"])) > 1000
     assert [t["step"] for t in summary["timings"]][:2] == ["composite", "preview"]
+    # the water threshold is tuned on the training part and travels in the model
+    tuned = read_metadata(result["model"]).class_thresholds
+    decision = figures["training"]["class_decision"]
+    assert (decision == "highest probability") if not tuned else decision.startswith("calls water where")
+    assert set(tuned) <= {"water"}
 
 
 def test_label_files_open_with_ogr(quick_demo):
@@ -159,7 +166,8 @@ def test_report_embeds_qgis_renders(quick_demo):
         assert not Path(src).is_absolute()
         image = gdal.Open(str(out / src))
         assert image is not None and image.RasterXSize > 100
-    for heading in ("area statistics", "Training", "Held-out evaluation", "Confusion matrix"):
+    for heading in ("area statistics", "Training", "class decision", "Held-out evaluation",
+                    "Confusion matrix"):
         assert heading in report
     # a QGIS render is not blank: the composite render has many distinct colours
     render = gdal.Open(str(out / "renders" / "render_composite.png")).ReadAsArray()

@@ -150,7 +150,8 @@ def write_report(path: str | Path, figures: Mapping[str, Any], timings: Sequence
                                                          f"({training.get('best_epoch')})"],
                                    ["training time (s)", training.get("train_seconds")],
                                    ["chips per second", training.get("samples_per_second")],
-                                   ["ONNX vs torch max abs diff", training.get("onnx_max_abs_diff")]]))
+                                   ["ONNX vs torch max abs diff", training.get("onnx_max_abs_diff")],
+                                   ["class decision", training.get("class_decision")]]))
         if isinstance(training.get("validation"), Mapping):
             parts.append(metrics_section("Validation blocks (inside the training area)",
                                          training["validation"]))

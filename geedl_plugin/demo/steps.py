@@ -261,14 +261,18 @@ def train_settings(quick: bool) -> Any:
 
     if quick:
         return TrainSettings(model="unet", epochs=1, samples_per_epoch=64, batch_size=16, threads=_threads(),
-                             block_size=64, tile_size=256, model_options={"depth": 2, "width": 8})
+                             block_size=64, tile_size=256, model_options={"depth": 2, "width": 8},
+                             tune_threshold="water")
     return TrainSettings(model="unet", epochs=DEMO_EPOCHS, samples_per_epoch=DEMO_SAMPLES, batch_size=16,
                          threads=_threads(), patience=DEMO_EPOCHS, tile_size=256,
-                         model_options={"depth": 3, "width": 16})
+                         model_options={"depth": 3, "width": 16}, tune_threshold="water")
 
 
 def step_train(ctx: DemoContext) -> dict[str, object]:
-    """U-Net on the OSM training labels; ONNX export (checked against torch) with metadata."""
+    """U-Net on the OSM training labels; ONNX export (checked against torch) with metadata. The
+    water threshold is tuned on the training part (README: 0.851 to 0.853 held-out water IoU on
+    the demo's east part, farm, forest and other unchanged)."""
+    from ..core.class_decision import describe_thresholds
     from ..core.training import ClassSpec, train
 
     settings = train_settings(ctx.quick)
@@ -281,6 +285,7 @@ def step_train(ctx: DemoContext) -> dict[str, object]:
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
         "samples_per_second": round(result.samples_per_second, 1), "scored_on": metrics.get("scored_on"),
         "validation": _metric_rows(metrics), "onnx_max_abs_diff": result.export.get("max_abs_diff"),
+        "class_decision": describe_thresholds(_tuned(metrics)) or "highest probability",
     }
     ctx.feedback.info(f"Trained {settings.model} for {result.epochs_run} epoch(s) in "
                       f"{result.train_seconds:.1f} s "
@@ -288,6 +293,11 @@ def step_train(ctx: DemoContext) -> dict[str, object]:
                       f"OA {metrics.get('overall_accuracy', 0):.3f}, mIoU {metrics.get('mean_iou', 0):.3f}")
     return {"model": result.outputs.model, "model_metrics": result.outputs.metrics,
             "comparison_png": result.outputs.comparison, "train_seconds": round(result.train_seconds, 1)}
+
+
+def _tuned(metrics: dict[str, Any]) -> dict[str, float]:
+    choice = metrics.get("threshold_choice") or {}
+    return {choice["class_name"]: choice["threshold"]} if choice.get("threshold") is not None else {}
 
 
 def _metric_rows(metrics: dict[str, Any]) -> dict[str, Any]:
