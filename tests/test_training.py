@@ -246,6 +246,7 @@ def test_a_tuned_threshold_is_chosen_on_training_pixels_and_travels_with_the_mod
     assert choice["pixels"] == sum(report["training_pixels_per_class"].values())
     assert choice["iou"] >= choice["argmax_iou"]
     tuned = {"water": choice["threshold"]} if choice["threshold"] is not None else {}
+    assert result.class_thresholds == tuned
     assert read_metadata(out).class_thresholds == report["class_thresholds"] == tuned
 
     # the validation scores decide classes as the exported model does; arg-max is kept beside

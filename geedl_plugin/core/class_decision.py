@@ -95,6 +95,10 @@ class ThresholdChoice:
     argmax_iou: float | None
     pixels: int
 
+    def thresholds(self) -> dict[str, float]:
+        """What the model stores (``class_thresholds``): empty when arg-max was kept."""
+        return {} if self.threshold is None else {self.class_name: self.threshold}
+
     def message(self) -> str:
         def show(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.4f}"

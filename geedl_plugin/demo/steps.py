@@ -285,7 +285,7 @@ def step_train(ctx: DemoContext) -> dict[str, object]:
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
         "samples_per_second": round(result.samples_per_second, 1), "scored_on": metrics.get("scored_on"),
         "validation": _metric_rows(metrics), "onnx_max_abs_diff": result.export.get("max_abs_diff"),
-        "class_decision": describe_thresholds(_tuned(metrics)) or "highest probability",
+        "class_decision": describe_thresholds(result.class_thresholds) or "highest probability",
     }
     ctx.feedback.info(f"Trained {settings.model} for {result.epochs_run} epoch(s) in "
                       f"{result.train_seconds:.1f} s "
@@ -293,11 +293,6 @@ def step_train(ctx: DemoContext) -> dict[str, object]:
                       f"OA {metrics.get('overall_accuracy', 0):.3f}, mIoU {metrics.get('mean_iou', 0):.3f}")
     return {"model": result.outputs.model, "model_metrics": result.outputs.metrics,
             "comparison_png": result.outputs.comparison, "train_seconds": round(result.train_seconds, 1)}
-
-
-def _tuned(metrics: dict[str, Any]) -> dict[str, float]:
-    choice = metrics.get("threshold_choice") or {}
-    return {choice["class_name"]: choice["threshold"]} if choice.get("threshold") is not None else {}
 
 
 def _metric_rows(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class TrainResult:
     train_seconds: float
     samples_per_second: float
     export: dict[str, Any] = field(default_factory=dict)
+    #: class name -> tuned probability threshold the model carries (empty: arg-max)
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """What the CLI prints as its ``result`` line."""
@@ -116,6 +118,11 @@ def resolve_device(name: str) -> str:
     if name not in ("cpu", "cuda"):
         raise GeedlError(f"Unknown device {name!r}; use auto, cpu or cuda.")
     return name
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of ``N x K x H x W`` logits (what the class decision reads)."""
+    return torch.softmax(logits, dim=1)
 
 
 def evaluate(
@@ -477,7 +484,7 @@ class Trainer:
                 tile=self.settings.tile_size,
                 needed=needed,
                 device=self.device,
-                transform=lambda logits: torch.softmax(logits, dim=1),
+                transform=_softmax,
             )
             probabilities.append(probs[:, needed])
             truth.append(label[needed])
@@ -714,7 +721,7 @@ class Trainer:
     ) -> TrainResult:
         s = self.settings
         choice = self._tune_threshold(model, context)
-        tuned = {choice.class_name: choice.threshold} if choice and choice.threshold is not None else {}
+        tuned = choice.thresholds() if choice else {}
         thresholds = threshold_vector(self.data.class_names, tuned)
         self.feedback.progress(90.0, f"validating the weights of epoch {best['epoch']}")
         val_masks = context["split"].val_masks
@@ -772,7 +779,7 @@ class Trainer:
                 model_cpu,
                 context["images"][scene_index],
                 tile=s.tile_size,
-                transform=lambda logits: torch.softmax(logits, dim=1),
+                transform=_softmax,
             ),
             thresholds,
         )
@@ -814,7 +821,8 @@ class Trainer:
         write_metrics_json(self.outputs.metrics, payload)
         self.feedback.progress(100.0, "done")
         return TrainResult(
-            self.outputs, metrics, history, epochs_run, best["epoch"], stopped, train_time, rate, export
+            self.outputs, metrics, history, epochs_run, best["epoch"], stopped, train_time, rate, export,
+            class_thresholds=tuned,
         )
 
     def _export_sample(self, context: dict[str, Any]) -> np.ndarray:
