@@ -40,8 +40,9 @@ from .widgets import MetricsTable, ProgressRow
 MODEL_FILE = "model.onnx"  # what "Train" writes in the run folder (its checkpoint: model.ckpt)
 # U-Net / SegNet first-level channels: 16 trains fast on a laptop CPU; 32 scored higher in both
 # repeats of the accuracy study (held-out water IoU of the last epoch 0.793 / 0.742 against
-# 0.763 / 0.664, README) at ~2.5 x the time; 64 (with the U-Net's Lovász loss) scored 0.791 over
-# four repeats, at ~2 x the time of 32 (a GPU runner makes it minutes)
+# 0.763 / 0.664, README) at ~2.5 x the time; 64 (with the U-Net's Lovász loss) scored 0.769-0.791
+# over four repeats at 40 epochs and 0.792 at 80, at ~2 x the time of 32 (a GPU runner makes it
+# minutes)
 SIZES = (
     (16, "Standard (width 16, fast on a laptop)"),
     (32, "Wide (width 32: learns more, ~2.5 x slower)"),
