@@ -31,4 +31,5 @@ def __getattr__(name):
 PY
 done
 export PYTHONPATH="$stand_in${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec "${PYTHON:-python3}" "$root/scripts/accuracy_study.py" "$@"
+# not exec: the shell must stay to run the EXIT trap that removes the stand-in
+"${PYTHON:-python3}" "$root/scripts/accuracy_study.py" "$@"
