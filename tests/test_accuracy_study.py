@@ -148,3 +148,26 @@ def test_the_study_runs_from_saved_data_where_gdal_is_missing(image, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").glob("*.record.json")) == [
         "unet_fold0.record.json", "unet_fold1.record.json"
     ]
+
+
+def test_fold_diagnostics_rebuild_the_folds_as_the_study_scored_them(image, tmp_path, capsys):
+    """scripts/fold_diagnostics.py scores the saved fold models again (as trained, moved half a
+    pixel, averaged over test-time views): as trained it must give the study's own matrices."""
+    import fold_diagnostics
+
+    settings = TrainSettings(seed=4, **TINY)
+    study.cross_validate(image, 0.0, settings, tmp_path, "unet", folds=2)
+    folds = fold_diagnostics.study_folds(tmp_path)
+    assert [fold.fold for fold in folds] == [0, 1]
+    class_names, pooled = fold_diagnostics.diagnose(folds)
+    assert np.array_equal(pooled["as trained"], sum(fold.argmax_matrix for fold in folds))
+    total = labelled_pixels(image)
+    assert all(matrix.sum() == total for matrix in pooled.values())  # every held-out pixel, once
+    assert set(pooled) == {"as trained", *fold_diagnostics.SHIFTS, *fold_diagnostics.VIEWS}
+    assert fold_diagnostics.main(["--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "half a pixel north" in table and "eight views" in table and class_names[0] in table
+
+    (tmp_path / "unet_fold1.ckpt").unlink()
+    with pytest.raises(SystemExit, match="unet_fold1.ckpt is missing"):
+        fold_diagnostics.study_folds(tmp_path)

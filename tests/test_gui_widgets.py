@@ -80,17 +80,22 @@ def test_train_advanced_options_reach_the_train_command(dock, tmp_path):
     out = tmp_path / "model.onnx"
     # the dock starts from the command's own defaults
     args = parser.parse_args(train.arguments(out, fast=False))
-    chosen = (args.loss, args.keep, args.patience, args.balance, args.device)
-    assert chosen == ("auto", "best", 6, "auto", "auto")
+    chosen = (args.loss, args.keep, args.patience, args.balance, args.augment, args.device)
+    assert chosen == ("auto", "best", 6, "auto", "all", "auto")
     assert train.patience.isEnabled()
     # and passes what the analyst chose, in values the command accepts
-    for name, value in (("loss", "ce+lovasz"), ("keep", "last"), ("balance", "sampling"), ("device", "cpu")):
+    for name, value in (("loss", "ce+lovasz"), ("keep", "last"), ("balance", "sampling"),
+                        ("augment", "mirror"), ("device", "cpu")):
         train.advanced[name].setCurrentIndex(train.advanced[name].findData(value))
     assert not train.patience.isEnabled(), "no early stopping when the last epoch is kept"
     args = parser.parse_args(train.arguments(out, fast=False))
-    assert (args.loss, args.keep, args.balance, args.device) == ("ce+lovasz", "last", "sampling", "cpu")
+    chosen = (args.loss, args.keep, args.balance, args.augment, args.device)
+    assert chosen == ("ce+lovasz", "last", "sampling", "mirror", "cpu")
     assert train.advanced["loss"].currentText() == "cross-entropy + Lovász (IoU)"
-    assert {"loss", "keep", "balance", "device", "patience", "tune_threshold"} <= set(train.form)
+    assert {"loss", "keep", "balance", "augment", "device", "patience", "tune_threshold"} <= set(train.form)
+    # a project saved when augmentation was a check box (off) turns it off again
+    train.restore_form({"augment": False})
+    assert parser.parse_args(train.arguments(out, fast=False)).augment == "none"
 
 
 def test_train_tuned_threshold_offers_the_classes_being_trained(dock, tmp_path):

@@ -45,7 +45,7 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
         "MODEL": "pixelcnn", "IMAGE": str(image), "LABEL_RASTER": str(labels), "EPOCHS": 2,
         "PATIENCE": 0, "KEEP": "last", "LOSS": "ce+lovasz", "TUNE_THRESHOLD": "water",
         "SAMPLES_PER_EPOCH": 512, "BATCH_SIZE": 128, "THREADS": 2, "DEVICE": "cpu", "VAL_SPLIT": "none",
-        "OUTPUT": str(model)})
+        "NORTH_UP": True, "OUTPUT": str(model)})
     assert result["OUTPUT"] == str(model) and model.is_file()
     metadata = read_metadata(model)
     assert [c.name for c in metadata.classes] == ["water", "farm", "forest", "other"]
@@ -56,6 +56,7 @@ def test_train_then_run_model(geedl_provider, runner_settings, image, tmp_path):
         assert result[key] and Path(result[key]).is_file(), key
     report = json.loads(Path(result["METRICS"]).read_text())
     assert report["settings"]["loss"] == "ce+lovasz" and report["settings"]["tune_threshold"] == "water"
+    assert report["settings"]["augment"] == "mirror"  # "keep north up"
     assert report["validation"]["threshold_choice"]["class_name"] == "water"
     assert metadata.class_thresholds == report["class_thresholds"]
 

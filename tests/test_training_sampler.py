@@ -81,6 +81,36 @@ def test_augment_turns_and_mirrors_every_plane_alike():
     assert len(seen) == 8  # the four turns, each mirrored or not
 
 
+def test_mirror_augmentation_keeps_north_up_and_draws_like_the_full_one():
+    """Labels offset north of the image stay north in every chip; the random draws are those of
+    "all", so a run with either mode trains on the same chips (a paired comparison)."""
+    base = np.arange(16, dtype=np.float32).reshape(4, 4)
+    mirrored_rng, full_rng = np.random.default_rng(5), np.random.default_rng(5)
+    seen = set()
+    for _ in range(64):
+        image, labels = augment(mirrored_rng, np.stack([base, -base]), base.copy(), mode="mirror")
+        augment(full_rng, base[None], base.copy())
+        np.testing.assert_array_equal(image[0], labels)
+        np.testing.assert_array_equal(np.sort(labels, axis=1), base)  # every row where it was
+        seen.add(labels.tobytes())
+    assert seen == {base.tobytes(), base[:, ::-1].tobytes()}
+    assert mirrored_rng.random() == full_rng.random()
+
+
+def test_unknown_augmentation_is_a_clear_error():
+    labels = np.zeros((32, 32), dtype=np.uint8)
+    labels[:, 16:] = 1
+    with pytest.raises(GeedlError, match="mirror"):
+        ChipSampler([_position_image(32, 32)], [labels], [np.ones((32, 32), bool)], n_classes=2, chip=16,
+                    augment="flip")
+    # the on/off of older settings still reads as "all" / "none"
+    from geedl_plugin.core.training.settings import TrainSettings
+
+    assert TrainSettings(augment=True).augment == "all" and TrainSettings(augment=False).augment == "none"
+    with pytest.raises(GeedlError, match="Augmentation 'turns'"):
+        TrainSettings(augment="turns")
+
+
 def test_no_fitting_chip_is_a_clear_error():
     mask = _checkerboard_mask(64, 64, 8)  # 8 px training blocks cannot hold a 16 px chip
     labels = np.zeros((64, 64), dtype=np.uint8)

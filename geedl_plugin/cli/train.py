@@ -30,7 +30,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import GeedlError
-from ..core.training.settings import BALANCE_MODES, KEEP_MODES, LOSSES, VAL_SPLITS
+from ..core.training.settings import AUGMENTATIONS, BALANCE_MODES, KEEP_MODES, LOSSES, VAL_SPLITS
 from . import add_progress_option, emit_result
 from .training_io import training_io
 
@@ -101,7 +101,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="class balancing: weighted loss, balanced chip sampling, both, none; auto = weights only "
         "when a class has under 2%% of the labels",
     )
-    parser.add_argument("--no-augment", action="store_true", help="no flips/rotations")
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="all",
+        help="chip augmentation: all = quarter turns and mirrors; mirror = left-right mirrors only, so "
+        "north stays up (when direction matters: shadows); none",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="the same as --augment none")
     parser.add_argument("--depth", type=int, help="U-Net/SegNet levels")
     parser.add_argument("--width", type=int, help="U-Net/SegNet first-level channels; temporal width")
     parser.add_argument("--pooling", choices=("flatten", "attention", "mean"), help="temporal pooling")
@@ -192,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         block_size=args.block_size,
         balance=args.balance,
-        augment=not args.no_augment,
+        augment="none" if args.no_augment else args.augment,
         seed=args.seed,
         device=args.device,
         threads=args.threads,

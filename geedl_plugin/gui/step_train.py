@@ -18,7 +18,6 @@ from typing import Any
 from qgis.core import Qgis
 from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -57,9 +56,11 @@ CHOICE_TEXT = {
     "balance": {"auto": "auto (weights a class under 2 %)", "sampling": "balanced chip sampling",
                 "weights": "weighted loss", "both": "sampling and weights", "none": "none"},
     "device": {"auto": "auto (GPU if the runner has one)", "cpu": "CPU", "cuda": "GPU (CUDA)"},
+    "augment": {"all": "flips and quarter turns", "mirror": "left-right mirrors (north up)", "none": "none"},
 }
 # the train command's options in the Advanced group, with their row titles
-ADVANCED = {"loss": "Loss", "keep": "Weights kept", "balance": "Class balance", "device": "Device"}
+ADVANCED = {"loss": "Loss", "keep": "Weights kept", "balance": "Class balance", "augment": "Augment",
+            "device": "Device"}
 MODELS = (("unet", "U-Net (segmentation)"), ("pixelcnn", "Pixel CNN, 7 x 7 (document 001)"),
           ("segnet", "SegNet (document 004)"), ("temporal", "Temporal 1D CNN (time stacks)"))
 
@@ -121,9 +122,6 @@ class TrainStep(Step):
         val_row.addWidget(self.validation, 1)
         val_row.addWidget(self.val_fraction)
         form.addRow("Validation", val_row)
-        self.augment = QCheckBox("Flips and rotations")
-        self.augment.setChecked(True)
-        form.addRow("Augment", self.augment)
         self.layout_.addWidget(box)
         self.layout_.addWidget(self._advanced_box())
 
@@ -152,7 +150,7 @@ class TrainStep(Step):
         self.form.update({"model": self.model, "size": self.size, "epochs": self.epochs,
                           "validation": self.validation, "classes": self.classes,
                           "other_class": self.other_class, "val_fraction": self.val_fraction,
-                          "augment": self.augment, "patience": self.patience, "tune_threshold": self.tune,
+                          "patience": self.patience, "tune_threshold": self.tune,
                           **{name: combo for name, combo in self.advanced.items()}})
 
     def _advanced_box(self) -> QgsCollapsibleGroupBox:
@@ -193,6 +191,10 @@ class TrainStep(Step):
         self.advanced["keep"].setToolTip(
             "The best epoch is the model to hand over, but its validation score is optimistic (the "
             "blocks chose it); keep the last epoch for an unbiased score")
+        self.advanced["augment"].setToolTip(
+            "Flips and turns of the training chips teach the model that direction does not matter, "
+            "and show it each object eight ways. Keep north up only when direction matters (shadows "
+            "that always fall one way): the model then sees fewer views of each object")
         return box
 
     def _class_choices(self) -> list[str]:
@@ -257,8 +259,6 @@ class TrainStep(Step):
             args += ["--classes", chosen]
         if self.other_class.text().strip():
             args += ["--other-class", self.other_class.text().strip()]
-        if not self.augment.isChecked():
-            args.append("--no-augment")
         for name, combo in self.advanced.items():
             args += [f"--{name}", combo.currentData()]
         args += ["--patience", str(self.patience.value())]
@@ -336,6 +336,8 @@ class TrainStep(Step):
         self.refresh()
 
     def restore_form(self, values: dict[str, Any]) -> None:
+        if isinstance(values.get("augment"), bool):  # a project saved when augmentation was on/off
+            values = {**values, "augment": "all" if values["augment"] else "none"}
         super().restore_form(values)
         self.restored_classes = values.get("classes")
         self.tune_wanted = str(values.get("tune_threshold") or "")

@@ -31,6 +31,9 @@ KEEP_MODES = ("best", "last")
 # study (width-64 U-Net, 4 repeats of spatial 4-fold CV, last epoch) it raised pooled held-out water
 # IoU from 0.758 to 0.791, in every repeat (+0.004 to +0.047), and farm, forest and other slightly.
 LOSSES = ("auto", "ce", "ce+lovasz")
+# geometric augmentation of the training chips (core.training.sampler.augment): "all" quarter turns
+# and mirrors, "mirror" left-right mirrors only (north stays up), "none"
+AUGMENTATIONS = ("all", "mirror", "none")
 DEFAULT_LOSS = {"unet": "ce+lovasz", "segnet": "ce", "pixelcnn": "ce", "temporal": "ce"}
 
 # chip (training window) sizes: the U-Net/SegNet see 64 px of context; the pixel CNN trains on
@@ -62,7 +65,7 @@ class TrainSettings:
     val_fraction: float = 0.25
     block_size: int = 128
     balance: str = "auto"
-    augment: bool = True
+    augment: str = "all"
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -88,6 +91,8 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.model = str(self.model).strip().lower()
+        if isinstance(self.augment, bool):  # settings written before the modes: on or off
+            self.augment = "all" if self.augment else "none"
         if self.tune_threshold is not None:
             self.tune_threshold = str(self.tune_threshold).strip() or None
         for name in ("pretrained_encoder", "resume", "checkpoint", "finetune_from"):
@@ -113,6 +118,8 @@ class TrainSettings:
             raise GeedlError(
                 f"Keep {self.keep!r} is not one of {', '.join(KEEP_MODES)} (the epoch whose weights to keep)."
             )
+        if self.augment not in AUGMENTATIONS:
+            raise GeedlError(f"Augmentation {self.augment!r} is not one of {', '.join(AUGMENTATIONS)}.")
         if self.loss not in LOSSES:
             raise GeedlError(f"Loss {self.loss!r} is not one of {', '.join(LOSSES)}.")
         if self.batch_size is not None and self.batch_size < 1:

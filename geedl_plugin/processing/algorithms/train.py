@@ -74,6 +74,7 @@ class TrainModelAlgorithm(CliAlgorithm):
     VAL_SPLIT = "VAL_SPLIT"
     BALANCE = "BALANCE"
     AUGMENT = "AUGMENT"
+    NORTH_UP = "NORTH_UP"
     DEPTH = "DEPTH"
     WIDTH = "WIDTH"
     TILE_SIZE = "TILE_SIZE"
@@ -136,6 +137,9 @@ class TrainModelAlgorithm(CliAlgorithm):
                                          cli.get_default("balance")))
         self.addParameter(QgsProcessingParameterBoolean(self.AUGMENT, "Augment (flips, rotations)",
                                                         defaultValue=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.NORTH_UP, "Keep north up: augment by left-right mirrors only (when direction matters, "
+            "e.g. shadows)", defaultValue=False))
         self._int(self.DEPTH, "U-Net/SegNet depth (0: default)", 0)
         self._int(self.WIDTH, "First-level channels (0: default)", 0)
         self._int(self.TILE_SIZE, "Inference tile size stored in the model", cli.get_default("tile_size"), 8)
@@ -195,6 +199,8 @@ class TrainModelAlgorithm(CliAlgorithm):
                 args += [flag, repr(value)]
         if not self.parameterAsBoolean(parameters, self.AUGMENT, context):
             args.append("--no-augment")
+        elif self.parameterAsBoolean(parameters, self.NORTH_UP, context):
+            args += ["--augment", "mirror"]
         if self.parameterAsBoolean(parameters, self.HEAD_ONLY, context):
             args.append("--head-only")
         result = self.run_command("train", args, core, feedback)
