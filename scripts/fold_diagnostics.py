@@ -97,16 +97,15 @@ def view_probabilities(model, image: np.ndarray, turns: int, mirrored: bool) -> 
     return np.rot90(probs, -turns, axes=(1, 2))
 
 
-def held_out_scenes(fold: Fold) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(normalised image, label, held-out labelled pixels) of each scene, as the fold scored them."""
+def held_out_scenes(fold: Fold, norm: dict) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(normalised image, label, held-out labelled pixels) of each scene, as the fold scored them;
+    ``norm`` is the normalisation its checkpoint stores."""
     from geedl_plugin.core.model_metadata import IGNORE_INDEX
-    from geedl_plugin.core.training.checkpoint import load_checkpoint
     from geedl_plugin.core.training.sampler import Normalization
     from geedl_plugin.core.training.split import block_folds
 
     data = _training_data(fold.image, fold.inward_buffer)
     split = block_folds(data.scenes, data.n_classes, fold.folds, fold.block_size, fold.seed)[fold.fold]
-    norm = load_checkpoint(fold.checkpoint)["normalization"]
     normalization = Normalization(np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32))
     for scene, held_out in zip(data.scenes, split.val_masks):
         needed = held_out & (scene.label != IGNORE_INDEX)
@@ -127,7 +126,7 @@ def diagnose(folds: list[Fold]) -> tuple[list[str], dict[str, np.ndarray]]:
         model = rebuild_model(state["model_spec"])
         model.load_state_dict(state["model_state"])
         model.eval()
-        for image, label, needed in held_out_scenes(fold):
+        for image, label, needed in held_out_scenes(fold, state["normalization"]):
             rows, cols = np.nonzero(needed)
             truth = label[rows, cols].astype(np.int64)
             views = {view: view_probabilities(model, image, *view) for view in VIEWS["eight views"]}

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import GeedlError
 from ..model_metadata import IGNORE_INDEX
 from .data import Scene
-from .settings import AUGMENTATIONS
+from .settings import check_augmentation
 
 
 @dataclass
@@ -170,8 +170,7 @@ class ChipSampler:
         self.margin = int(margin)
         self.n_classes = n_classes
         self.balance = balance
-        if augment not in AUGMENTATIONS:
-            raise GeedlError(f"Augmentation {augment!r} is not one of {', '.join(AUGMENTATIONS)}.")
+        check_augmentation(augment)
         self.augment = augment
         self.rng = np.random.default_rng(seed)
         self.labels = []

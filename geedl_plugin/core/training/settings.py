@@ -34,6 +34,13 @@ LOSSES = ("auto", "ce", "ce+lovasz")
 # geometric augmentation of the training chips (core.training.sampler.augment): "all" quarter turns
 # and mirrors, "mirror" left-right mirrors only (north stays up), "none"
 AUGMENTATIONS = ("all", "mirror", "none")
+
+
+def check_augmentation(mode: str) -> None:
+    """One message for an unknown augmentation, wherever it is given (settings, a sampler)."""
+    if mode not in AUGMENTATIONS:
+        raise GeedlError(f"Augmentation {mode!r} is not one of {', '.join(AUGMENTATIONS)}.")
+
 DEFAULT_LOSS = {"unet": "ce+lovasz", "segnet": "ce", "pixelcnn": "ce", "temporal": "ce"}
 
 # chip (training window) sizes: the U-Net/SegNet see 64 px of context; the pixel CNN trains on
@@ -118,8 +125,7 @@ class TrainSettings:
             raise GeedlError(
                 f"Keep {self.keep!r} is not one of {', '.join(KEEP_MODES)} (the epoch whose weights to keep)."
             )
-        if self.augment not in AUGMENTATIONS:
-            raise GeedlError(f"Augmentation {self.augment!r} is not one of {', '.join(AUGMENTATIONS)}.")
+        check_augmentation(self.augment)
         if self.loss not in LOSSES:
             raise GeedlError(f"Loss {self.loss!r} is not one of {', '.join(LOSSES)}.")
         if self.batch_size is not None and self.batch_size < 1:
